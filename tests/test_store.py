@@ -1,0 +1,213 @@
+"""The SQLite results store, on real files: schema, round trips, claims, reuse, verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.core.provenance import host
+from harness.core.store import Owner, Store, StoreError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Stands in for harness.core.study.RunSpec."""
+
+    study: str = "heads"
+    tier: str = "synthetic"
+    knobs: tuple = (("noise_sigma", 0.5),)
+    variant: str = "combined"
+    seed: int = 0
+    config: dict = field(default_factory=lambda: {"lr": 0.01}, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.study, self.tier, self.knobs, self.variant, self.seed])
+
+    @property
+    def id(self) -> str:
+        return f"{self.tier}-{self.variant}-seed{self.seed}"
+
+
+ME = Owner(host(), os.getpid(), "gw0")
+FINISH = dict(duration=1.5, device="cpu", versions={"numpy": "2.0"}, git_commit="abc+dirty")
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "deep" / "dir" / "results.db") as store:
+        yield store
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def done(store: Store, session: str, spec: Spec, fingerprint: str = "fp1", **metrics: float):
+    status, row = store.claim(session, spec, fingerprint=fingerprint, owner=ME, config={})
+    assert status == "claimed"
+    return store.finish(row.id, metrics=metrics or {"acc": 0.5}, failures=[], **FINISH)
+
+
+def test_schema_is_created_once_with_wal(store):
+    assert store.path.exists()
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"schema_version", "sessions", "runs", "verdicts"} <= tables
+    Store(store.path).close()  # reopening adds nothing
+    assert db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_newer_schema_is_refused(store):
+    store.db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(store.path)
+
+
+def test_sessions(store):
+    assert store.latest_session() is None
+    store.begin_session("s1", argv=["-x"], meta={"seed": 1})
+    store.begin_session("s2", argv=[], meta={})
+    store.begin_session("s1", argv=["again"], meta={})  # idempotent: a worker may call it too
+    store.end_session("s1", exitstatus=1)
+    first, second = store.sessions()
+    assert (first["session"], first["argv"], first["meta"], first["exitstatus"]) == (
+        "s1", ["-x"], {"seed": 1}, 1)
+    assert first["finished_at"].endswith("+00:00") and second["finished_at"] is None
+    assert store.latest_session() == "s2"
+
+
+def test_run_round_trip_keeps_every_field(store):
+    spec = Spec(knobs=(("noise_sigma", 0.5), ("depth", 2)))
+    status, claimed = store.claim("s1", spec, fingerprint="fp1", owner=ME, config={"lr": 0.01})
+    assert status == "claimed" and claimed.status == "running"
+    failures = [{"sample": "song7", "error": "ValueError: empty"}]
+    row = store.finish(claimed.id, metrics={"ctc/majmin": 0.75, "ar/root": math.nan,
+                                            "loss": math.inf}, failures=failures, **FINISH)
+    assert row == store.get("s1", spec) == store.runs("s1")[0]
+    assert (row.session, row.key, row.study, row.tier, row.variant, row.seed) == (
+        "s1", spec.key, "heads", "synthetic", "combined", 0)
+    assert row.knobs == {"noise_sigma": 0.5, "depth": 2}
+    assert (row.fingerprint, row.status, row.source, row.reused_from, row.error) == (
+        "fp1", "done", "run", None, None)
+    assert row.metrics["ctc/majmin"] == 0.75 and math.isnan(row.metrics["ar/root"])
+    assert row.metrics["loss"] == math.inf
+    assert row.failures == failures and row.config == {"lr": 0.01}
+    assert (row.duration, row.device, row.versions, row.git_commit) == (
+        1.5, "cpu", {"numpy": "2.0"}, "abc+dirty")
+    assert (row.host, row.pid, row.worker) == (ME.host, ME.pid, "gw0")
+    assert row.started_at <= row.finished_at and row.finished_at.endswith("+00:00")
+
+
+def test_fail_keeps_the_error(store):
+    _, row = store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})
+    row = store.fail(row.id, error="Traceback: boom", duration=0.1)
+    assert (row.status, row.error, row.duration) == ("failed", "Traceback: boom", 0.1)
+    assert store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={}) == ("failed", row)
+    assert store.finish(row.id, metrics={}, failures=[], **FINISH) == row  # finished stays
+    finished = done(store, "s1", Spec(seed=1))
+    assert store.fail(finished.id, error="late", duration=0.0) == finished
+
+
+def test_claim_semantics(store):
+    live = Owner(host(), os.getppid(), "gw1")  # a live process that is not this one
+    status, row = store.claim("s1", Spec(), fingerprint="fp1", owner=live, config={})
+    assert status == "claimed"
+    assert store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={}) == ("running", row)
+    assert store.claim("s2", Spec(), fingerprint="fp1", owner=ME, config={})[0] == "claimed"
+    assert store.claim("s1", Spec(seed=1), fingerprint="fp1", owner=ME, config={})[0] == "claimed"
+    store.finish(row.id, metrics={"acc": 1.0}, failures=[], **FINISH)
+    status, finished = store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})
+    assert (status, finished.metrics) == ("done", {"acc": 1.0})
+
+
+def test_claim_takes_over_a_dead_owner_only_on_the_same_host(store):
+    dead = Owner(host(), dead_pid(), "gw3")
+    assert store.claim("s1", Spec(), fingerprint="fp1", owner=dead, config={})[0] == "claimed"
+    status, row = store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})
+    assert (status, row.pid, row.worker) == ("claimed", ME.pid, "gw0")
+    assert len(store.runs()) == 1
+
+    elsewhere = Owner("other-host", dead.pid, "gw3")  # cannot be checked: presumed alive
+    store.claim("s1", Spec(seed=1), fingerprint="fp1", owner=elsewhere, config={})
+    assert store.claim("s1", Spec(seed=1), fingerprint="fp1", owner=ME, config={})[0] == "running"
+
+
+def test_release_lets_the_run_be_claimed_again(store):
+    _, row = store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})
+    store.release(row.id)
+    assert store.get("s1", Spec()) is None
+
+
+def test_find_reusable_needs_the_same_run_and_fingerprint(store):
+    old = done(store, "s1", Spec(), acc=0.1)
+    newer = done(store, "s2", Spec(), acc=0.2)
+    other_code = done(store, "s3", Spec(), fingerprint="fp2")
+    store.claim("s4", Spec(), fingerprint="fp1", owner=ME, config={})  # running: not reusable
+    assert store.find_reusable(Spec(), "fp1") == newer != old
+    assert store.find_reusable(Spec(), "fp2") == other_code
+    assert store.find_reusable(Spec(), "fp3") is None
+    assert store.find_reusable(Spec(seed=1), "fp1") is None
+    assert store.find_reusable(Spec(knobs=(("noise_sigma", 1.0),)), "fp1") is None
+
+
+def test_adopt_is_idempotent_and_marks_the_source(store):
+    original = done(store, "s1", Spec(), acc=0.3)
+    other = Owner(host(), os.getpid(), "gw5")
+    adopted = store.adopt("s2", original, other)
+    assert store.adopt("s2", original, ME) == adopted
+    assert (adopted.session, adopted.source, adopted.reused_from, adopted.worker) == (
+        "s2", "store", original.id, "gw5")
+    assert (adopted.metrics, adopted.fingerprint, adopted.status) == ({"acc": 0.3}, "fp1", "done")
+    assert store.get("s2", Spec()) == adopted and len(store.runs("s2")) == 1
+    assert store.find_reusable(Spec(), "fp1") == original  # copies never shadow the original
+    with pytest.raises(ValueError, match="only done runs"):
+        store.adopt("s3", store.claim("s9", Spec(seed=5), fingerprint="f", owner=ME,
+                                      config={})[1], ME)
+
+
+def test_runs_filters_by_session_and_study(store):
+    done(store, "s1", Spec())
+    done(store, "s1", Spec(study="other"))
+    done(store, "s2", Spec())
+    assert len(store.runs()) == 3
+    assert [r.study for r in store.runs("s1")] == ["heads", "other"]
+    assert [r.session for r in store.runs(study="heads")] == ["s1", "s2"]
+    assert len(store.runs("s1", "other")) == 1
+
+
+def test_verdicts_upsert(store):
+    base = dict(study="heads", tier="synthetic", knobs={"noise_sigma": 0.5},
+                hypothesis="combined>=ctc_only", metric="joint/majmin", status="pass", diff=0.02,
+                ci_lo=0.01, ci_hi=0.03, p=0.01, p_adj=0.02, test="t", n=3, message="")
+    store.save_verdicts("s1", [base, {**base, "hypothesis": "h2", "p": math.nan}])
+    store.save_verdicts("s1", [{**base, "status": "fail", "message": "worse"}])
+    store.save_verdicts("s2", [base])
+    first, second = store.verdicts("s1")
+    assert first == {**base, "session": "s1", "status": "fail", "message": "worse"}
+    assert second["hypothesis"] == "h2" and second["p"] is None  # SQLite stores NaN as NULL
+    assert len(store.verdicts("s2")) == 1
+
+
+def test_reconnects_after_fork(store):
+    store.begin_session("parent", argv=[], meta={})
+    pid = os.fork()
+    if pid == 0:  # the child must open its own connection, not reuse the parent's
+        try:
+            store.begin_session("child", argv=[], meta={})
+            os._exit(0 if store.latest_session() == "child" else 1)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert [s["session"] for s in store.sessions()] == ["parent", "child"]
