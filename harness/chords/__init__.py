@@ -1,0 +1,1 @@
+"""The chord domain: vocabulary, synthetic data, models, training, decoding and metrics."""
