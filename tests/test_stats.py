@@ -1,0 +1,291 @@
+"""Tests of harness.core.stats: p-values against scipy, Holm, edge cases, calibration."""
+
+import math
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.core.stats import SEEDS_CAP, Verdict, adjust, decide, holm
+
+M = 0.3
+# op, margin, the one-sided tests of d - shift whose rejection supports the claim (all must
+# reject) and those whose rejection contradicts it (any may reject), as (shift, alternative).
+CASES = [
+    (">", 0.0, [(0.0, "greater")], [(0.0, "less")]),
+    (">", M, [(M, "greater")], [(M, "less")]),
+    (">=", 0.0, [(0.0, "greater")], [(0.0, "less")]),
+    (">=", M, [(-M, "greater")], [(-M, "less")]),
+    ("<", 0.0, [(0.0, "less")], [(0.0, "greater")]),
+    ("<", M, [(-M, "less")], [(-M, "greater")]),
+    ("<=", 0.0, [(0.0, "less")], [(0.0, "greater")]),
+    ("<=", M, [(M, "less")], [(M, "greater")]),
+    ("==", M, [(-M, "greater"), (M, "less")], [(M, "greater"), (-M, "less")]),
+]
+
+
+def paired(n, mean, seed=0):
+    """Metric values of two variants over n seeds whose differences are N(mean, 1)."""
+    rng = np.random.default_rng(seed)
+    b = rng.normal(0.7, 0.05, n)
+    return b + rng.normal(mean, 1.0, n), b
+
+
+def scipy_p(a, b, shift, alternative, test):
+    d = a - b - shift
+    if test == "t":
+        return stats.ttest_1samp(d, 0.0, alternative=alternative).pvalue
+    res = stats.permutation_test((d, np.zeros_like(d)), lambda x, y, axis: np.mean(x - y, axis),
+                                 permutation_type="samples", alternative=alternative,
+                                 n_resamples=np.inf)
+    return res.pvalue
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+@pytest.mark.parametrize("op, margin, support, contradict", CASES)
+@pytest.mark.parametrize("effect", [-0.4, 0.1, 0.6])
+def test_p_values_match_scipy(op, margin, support, contradict, test, effect):
+    a, b = paired(9, effect)
+    v = decide(a, b, op, margin=margin, test=test)
+    p_s = max(scipy_p(a, b, s, alt, test) for s, alt in support)
+    p_c = min(scipy_p(a, b, s, alt, test) for s, alt in contradict)
+    assert v.p_support == pytest.approx(p_s, rel=1e-9)
+    assert v.p_contradict == pytest.approx(p_c, rel=1e-9)
+    assert (v.p_support_adj, v.p_contradict_adj) == (v.p_support, v.p_contradict)
+    assert v.status == ("supported" if p_s < 0.05 else "contradicted" if p_c < 0.05
+                        else "inconclusive")
+
+
+def test_t_confidence_interval_matches_scipy():
+    a, b = paired(7, 0.5)
+    v = decide(a, b, ">", alpha=0.05)
+    ci = stats.ttest_1samp(a - b, 0.0).confidence_interval(confidence_level=0.9)
+    assert v.ci == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert v.diff == pytest.approx(np.mean(a - b))
+    assert v.std_diff == pytest.approx(np.std(a - b, ddof=1))
+
+
+def test_permutation_confidence_interval_inverts_the_test():
+    a, b = paired(8, 0.5, seed=3)
+    v = decide(a, b, ">", test="permutation")
+    lo, hi = v.ci
+    eps = 1e-9 * (hi - lo)
+    assert scipy_p(a, b, lo - eps, "greater", "permutation") < 0.05
+    assert scipy_p(a, b, lo + eps, "greater", "permutation") >= 0.05
+    assert scipy_p(a, b, hi + eps, "less", "permutation") < 0.05
+    assert scipy_p(a, b, hi - eps, "less", "permutation") >= 0.05
+
+
+def test_monte_carlo_permutation_beyond_16_seeds():
+    a, b = paired(24, 0.3, seed=4)
+    v = decide(a, b, ">=", margin=0.1, test="permutation")
+    res = stats.permutation_test((a - b + 0.1, np.zeros(24)),
+                                 lambda x, y, axis: np.mean(x - y, axis),
+                                 permutation_type="samples", alternative="greater",
+                                 n_resamples=20_000, rng=1)
+    assert v.p_support == pytest.approx(res.pvalue, abs=0.01)
+    assert decide(a, b, ">=", margin=0.1, test="permutation") == v  # fixed seed
+    assert "random flips" in v.message("a", "b", "m")
+
+
+def test_holm_hand_computed():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]).shape == (0,)
+    out = holm([0.01, math.nan, 0.02])  # untested hypotheses stay out of the family
+    assert math.isnan(out[1]) and out[[0, 2]] == pytest.approx([0.02, 0.02])
+    with pytest.raises(ValueError):
+        holm([0.5, 1.5])
+
+
+def test_holm_matches_direct_definition():
+    p = np.random.default_rng(5).uniform(0, 0.1, 12)
+    m = len(p)
+    order = np.argsort(p)
+    direct = np.empty(m)
+    for i, idx in enumerate(order):  # adj p_(i) = max_{j <= i} min(1, (m - j) p_(j)), 0-based
+        direct[idx] = max(min(1.0, (m - j) * p[order[j]]) for j in range(i + 1))
+    assert holm(p) == pytest.approx(direct)
+
+
+def with_p(v, p_support, p_contradict, status):
+    """A copy of verdict v with the given raw p-values and status, as decide() would make it."""
+    return replace(v, p_support=p_support, p_contradict=p_contradict, p_support_adj=p_support,
+                   p_contradict_adj=p_contradict, status=status)
+
+
+def test_adjust_changes_status():
+    base = decide(*paired(6, 2.0), ">")
+    family = [with_p(base, p, 1 - p, "supported") for p in (0.01, 0.04, 0.03)]
+    assert [v.status for v in family] == ["supported"] * 3
+    holm_ = adjust(family)
+    assert [v.p_support_adj for v in holm_] == pytest.approx([0.03, 0.06, 0.06])
+    assert [v.status for v in holm_] == ["supported", "inconclusive", "inconclusive"]
+    assert all(v.seeds_needed for v in holm_[1:]) and holm_[0].seeds_needed is None
+    assert [v.p_support for v in holm_] == [0.01, 0.04, 0.03]  # raw p-values kept
+    assert [v.status for v in adjust(family, "bonferroni")] == \
+        ["supported", "inconclusive", "inconclusive"]
+    assert adjust(family, "none") == family
+    contra = [with_p(base, 1 - p, p, "contradicted") for p in (0.02, 0.04)]
+    assert [v.status for v in adjust(contra)] == ["contradicted", "contradicted"]
+    assert [v.status for v in adjust([*contra, replace(contra[1], p_contradict=0.3)])] == \
+        ["inconclusive"] * 3  # 0.02 * 3 > 0.05
+    with pytest.raises(ValueError, match="unknown correction"):
+        adjust(family, "fdr")
+
+
+def test_adjust_leaves_untested_verdicts_out_of_the_family():
+    tested = with_p(decide(*paired(6, 2.0), ">"), 0.03, 0.97, "supported")
+    untested = decide([1.0], [0.0], ">")
+    out = adjust([tested, untested])
+    assert out[0].p_support_adj == pytest.approx(0.03) and out[0].status == "supported"
+    assert math.isnan(out[1].p_support_adj) and out[1].status == "inconclusive"
+
+
+@pytest.mark.parametrize("op, margin, status", [
+    (">", 0.0, "contradicted"), (">=", 0.0, "supported"), ("<", 0.0, "contradicted"),
+    ("<=", 0.0, "supported"), ("==", 0.01, "supported"), (">", 0.01, "contradicted"),
+])
+@pytest.mark.parametrize("test", ["t", "permutation"])
+def test_identical_runs_are_decided_exactly(op, margin, status, test):
+    a = [0.81, 0.79, 0.8]
+    v = decide(a, a, op, margin=margin, test=test)
+    assert v.status == status and v.ci == (0.0, 0.0) and v.std_diff == 0
+    assert {v.p_support, v.p_contradict} == {0.0, 1.0}
+    assert "known exactly" in v.reason
+    assert adjust([v, v, v])[0].status == status
+
+
+def test_constant_difference_is_decided_on_its_value():
+    a, b = [1.5, 2.5, 3.5], [1.0, 2.0, 3.0]
+    assert decide(a, b, ">", margin=0.4).status == "supported"
+    assert decide(a, b, ">", margin=0.5).status == "contradicted"  # not better by more than 0.5
+    assert decide(a, b, "==", margin=0.5).status == "supported"
+    assert decide(a, b, "<=", margin=0.4).status == "contradicted"
+    assert decide(a, b, ">", margin=0.4).ci == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_seeds_is_inconclusive(n):
+    v = decide([0.9] * n, [0.1] * n, ">")
+    assert v.status == "inconclusive" and v.n == n and v.seeds_needed is None
+    assert "at least 2 seeds" in v.reason and math.isnan(v.p_support)
+    assert "INCONCLUSIVE" in v.message("a", "b", "m")
+
+
+def test_invalid_input_raises():
+    with pytest.raises(ValueError, match=r"positions \[1, 3\]"):
+        decide([0.1, math.nan, 0.3, math.nan], [0.1] * 4, ">")
+    with pytest.raises(ValueError, match=r"b has non-finite values .* positions \[0\]"):
+        decide([0.1, 0.2], [math.inf, 0.1], ">")
+    with pytest.raises(ValueError, match="3 and 2"):
+        decide([0.1, 0.2, 0.3], [0.1, 0.2], ">")
+    for margin in (0.0, -0.1):
+        with pytest.raises(ValueError, match="margin"):
+            decide([0.1, 0.2], [0.1, 0.3], "==", margin=margin)
+    with pytest.raises(ValueError, match="margin"):
+        decide([0.1, 0.2], [0.1, 0.3], ">", margin=-0.1)
+    with pytest.raises(ValueError, match="unknown operator"):
+        decide([0.1, 0.2], [0.1, 0.3], "!=")
+    with pytest.raises(ValueError, match="unknown test"):
+        decide([0.1, 0.2], [0.1, 0.3], ">", test="wilcoxon")
+    with pytest.raises(ValueError, match="alpha"):
+        decide([0.1, 0.2], [0.1, 0.3], ">", alpha=0.5)
+    with pytest.raises(ValueError, match="1-d"):
+        decide([[0.1, 0.2]], [[0.1, 0.3]], ">")
+
+
+def test_too_few_seeds_for_the_exact_permutation_test():
+    a, b = paired(3, 5.0)
+    v = decide(a, b, ">", test="permutation")
+    assert v.status == "inconclusive" and v.p_support == 0.125
+    assert "cannot reach p < 0.05 with 3 seeds (smallest p = 0.125)" in v.reason
+    assert "use >= 5 seeds" in v.reason and v.seeds_needed == 5
+    assert decide(a, b, ">", test="t").status == "supported"
+    assert decide(*paired(5, 5.0), ">", test="permutation").reason == ""
+
+
+def test_seeds_needed():
+    a, b = paired(5, 0.0, seed=1)
+    v = decide(a, b, ">=", margin=0.1)
+    assert v.status == "inconclusive"
+    z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)
+    assert v.seeds_needed == max(math.ceil((z * v.std_diff / (v.diff + 0.1)) ** 2), 6)
+    tiny = decide([0.0, 1.0, 2.00001], [0.0] * 3, ">", margin=1.0)  # diff ~ margin
+    assert tiny.seeds_needed > SEEDS_CAP and ">10000 seeds" in tiny.message("a", "b", "m")
+    assert decide([0.0, 1.0, 2.0], [0.0] * 3, ">", margin=1.0).seeds_needed is None
+    assert decide(*paired(5, 3.0), ">").seeds_needed is None  # decided
+
+
+def test_message_explains_the_verdict():
+    a, b = paired(5, 0.0, seed=1)
+    v = decide(a, b, ">=", margin=0.1)
+    text = v.message("combined", "ctc_only", "joint/majmin")
+    for part in ["joint/majmin", "combined >= ctc_only (margin 0.1)", "INCONCLUSIVE", "n=5",
+                 f"{v.mean_a:.4g} +- {v.std_a:.3g}", f"{v.mean_b:.4g} +- {v.std_b:.3g}",
+                 f"{v.diff:+.4g}", f"90% CI [{v.ci[0]:+.4g}, {v.ci[1]:+.4g}]",
+                 f"p supporting {v.p_support:.3g}", "paired t-test", "correction none",
+                 f"roughly {v.seeds_needed} seeds"]:
+        assert part in text, part
+    family = adjust([v, with_p(v, 0.2, 0.8, "inconclusive")])
+    text = family[0].message("combined", "ctc_only", "joint/majmin")
+    assert f"holm-adjusted {family[0].p_support_adj:.3g}" in text and "correction holm" in text
+    text = decide(*paired(6, 3.0), ">", test="permutation").message("x", "y", "m")
+    assert "SUPPORTED" in text and "exact sign-flip permutation test (64 flips)" in text
+    assert "seeds would decide" not in text
+
+
+def simulate(op, margin, mean, test, n=5, studies=1000, seed=0):
+    """Statuses of `studies` simulated studies whose paired differences are N(mean, 1)."""
+    rng = np.random.default_rng(seed)
+    b = rng.normal(0.7, 0.05, (studies, n))
+    a = b + rng.normal(mean, 1.0, (studies, n))
+    return [decide(x, y, op, margin=margin, test=test).status for x, y in zip(a, b, strict=True)]
+
+
+def rate(statuses, status="supported"):
+    return statuses.count(status) / len(statuses)
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+@pytest.mark.parametrize("op, margin, boundary", [
+    (">", 0.0, 0.0), (">", 0.5, 0.5), (">=", 0.5, -0.5), ("==", 0.5, 0.5), ("==", 0.5, -0.5),
+])
+def test_false_support_at_the_null_boundary_is_at_most_alpha(op, margin, boundary, test):
+    studies, alpha = 1000, 0.05
+    statuses = simulate(op, margin, boundary, test, studies=studies)
+    assert rate(statuses) <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / studies)
+    if op != "==":  # one-sided: the claim is wrongly contradicted at about alpha too
+        assert rate(statuses, "contradicted") <= alpha + 3 * math.sqrt(alpha / studies)
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+@pytest.mark.parametrize("op, margin, mean", [(">", 0.0, 2.0), (">=", 0.5, 1.5)])
+def test_two_sd_effect_is_supported_with_five_seeds(op, margin, mean, test):
+    assert rate(simulate(op, margin, mean, test)) >= 0.8
+
+
+def test_two_sd_equivalence_with_five_seeds():
+    # the truth is 2 SD inside each margin. TOST needs both one-sided tests: the exact
+    # permutation test with 5 seeds rejects each only if all 5 differences are on the right
+    # side, so its power is exactly (2 Phi(2) - 1)^5 = 0.794, just short of 0.8.
+    assert rate(simulate("==", 2.0, 0.0, "t")) >= 0.8
+    exact = (2 * stats.norm.cdf(2.0) - 1) ** 5
+    assert rate(simulate("==", 2.0, 0.0, "permutation")) == pytest.approx(exact, abs=0.04)
+
+
+def test_core_does_not_import_pytest():
+    code = "import sys, harness.core.stats; assert 'pytest' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_verdict_is_frozen():
+    v = decide([0.1, 0.2], [0.0, 0.3], ">")
+    assert isinstance(v, Verdict)
+    with pytest.raises(AttributeError):
+        v.status = "supported"
