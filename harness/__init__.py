@@ -1,0 +1,20 @@
+"""pytest-ablation: ML ablation studies as pytest tests.
+
+    from harness import ablation
+
+    heads = ablation(variants={"ctc_only": {"parts": ["ctc"]},
+                               "combined": {"parts": ["ctc", "ar"]}},
+                     seeds=3, synthetic={"noise_sigma": [0.5, 1.0]})
+
+    @heads
+    def test_heads(run, log):
+        model = train(run.config, seed=run.seed, log=log)
+        return evaluate(model)          # {"joint": {"labels": {"majmin": 0.81}}, ...}
+
+    heads.expect("combined >= ctc_only", metric="joint/labels/majmin", margin=0.01)
+"""
+
+from harness.core.study import Hypothesis, RunSpec, Study, StudyError, ablation
+
+__all__ = ["Hypothesis", "RunSpec", "Study", "StudyError", "ablation"]
+__version__ = "0.1.0"

@@ -1,0 +1,330 @@
+"""The study spec: variants x seeds x knobs, tiers and hypotheses.
+
+A `Study` is plain data plus validation. The pytest layer turns it into items; this module
+knows nothing of pytest, so a study can be expanded, checked and decided in a script too.
+
+    heads = Study(variants={"ctc_only": {"train": ["ctc"]}, "combined": {"train": ["ctc", "ar"]}},
+                  seeds=3, tiers={"synthetic": {"noise_sigma": [0.5, 1.0]}})
+    heads.expect("combined >= ctc_only", metric="joint/labels/majmin", margin=0.01)
+    [spec.id for spec in heads.runs()][:1]   # ['synthetic-noise_sigma=0.5-combined-seed0']
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.core.stats import CORRECTIONS, OPERATORS, TESTS
+
+RUN_ARG = "_ablation_run"  # the hidden argument through which the pytest layer hands over a run
+DEFAULT_TIER = "default"
+
+Knobs = tuple[tuple[str, Any], ...]
+
+
+class StudyError(ValueError):
+    """A study or hypothesis is declared wrongly; the message names the file and line."""
+
+
+def _caller(depth: int = 2) -> str:
+    """`file:line` of the user code that declared something, for error messages."""
+    frame = inspect.stack()[depth]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+def format_value(value: Any) -> str:
+    """Short, id-friendly text for a knob value: 0.5, 1e-05, true, billboard."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def setting_id(tier: str, knobs: Knobs) -> str:
+    """`synthetic-noise_sigma=0.5`: one tier at one knob setting."""
+    return "-".join([tier, *(f"{k}={format_value(v)}" for k, v in knobs)])
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a variant at one seed, one tier and one knob setting, with its merged config."""
+
+    study: str
+    tier: str
+    knobs: Knobs
+    variant: str
+    seed: int
+    config: Mapping[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """Canonical identity of the run within a session (the config follows from it)."""
+        return json.dumps([self.study, self.tier, [list(k) for k in self.knobs], self.variant,
+                           self.seed], sort_keys=True)
+
+    @property
+    def id(self) -> str:
+        return f"{setting_id(self.tier, self.knobs)}-{self.variant}-seed{self.seed}"
+
+    @property
+    def setting(self) -> tuple[str, Knobs]:
+        return self.tier, self.knobs
+
+
+_HYPOTHESIS = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|>|<)\s*([A-Za-z_][\w.\-]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A claim `a op b` on one metric, decided by a paired test over seeds."""
+
+    a: str
+    op: str
+    b: str
+    metric: str
+    margin: float = 0.0
+    alpha: float = 0.05
+    test: str = "t"
+    name: str = ""
+    where: str = ""  # file:line of the declaration
+
+    @property
+    def label(self) -> str:
+        """The item name: `combined>=ctc_only[joint/labels/majmin]` unless named explicitly."""
+        return self.name or f"{self.a}{self.op}{self.b}[{self.metric}]"
+
+    @property
+    def text(self) -> str:
+        return f"{self.a} {self.op} {self.b}"
+
+
+def parse_hypothesis(expr: str, **options: Any) -> Hypothesis:
+    """Parse `"combined >= ctc_only"` into a Hypothesis (validated later against the study)."""
+    match = _HYPOTHESIS.match(expr) if isinstance(expr, str) else None
+    if not match:
+        raise StudyError(
+            f"malformed hypothesis {expr!r}: write '<variant> <op> <variant>' with op one of "
+            f"{', '.join(OPERATORS)}, e.g. 'combined >= ctc_only'")
+    a, op, b = match.groups()
+    return Hypothesis(a=a, op=op, b=b, **options)
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class Study:
+    """An ablation study: variants (name -> config overrides) x seeds x knobs, per tier.
+
+    Args:
+        variants: variant name -> config overrides merged over `base`.
+        seeds: a count (seeds 0..n-1) or an explicit list of distinct ints.
+        tiers: tier name -> knobs (knob name -> list of values); the runs of a tier cover the
+            cartesian product of its knobs. The tier "real" only runs under `--real`.
+        base: config shared by all variants.
+        name: defaults to the decorated test function's name.
+        correction: multiplicity correction over the hypotheses of one tier and knob setting
+            ("holm", "bonferroni" or "none").
+        tables: metric groups shown in the summary tables (default: all).
+        minimize: metric names (last path part) where lower is better; names containing
+            "loss" or "err" are minimized anyway.
+        code: extra files or import names (packages, modules) whose source is part of the
+            run fingerprint, so `--reuse` never takes a run made by other code.
+    """
+
+    def __init__(self, *, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
+                 tiers: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+                 base: Mapping[str, Any] | None = None, name: str | None = None,
+                 correction: str = "holm", tables: Sequence[str] | None = None,
+                 minimize: Sequence[str] = (), code: Sequence[str] = (), where: str | None = None):
+        self.where = where or _caller()
+        self.name = name
+        self.variants = self._check_variants(variants)
+        self.seeds = self._check_seeds(seeds)
+        self.tiers = self._check_tiers(tiers if tiers is not None else {DEFAULT_TIER: {}})
+        self.base = dict(base or {})
+        if correction not in CORRECTIONS:
+            self._fail(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
+        self.correction = correction
+        self.tables = tuple(tables) if tables is not None else None
+        self.minimize = tuple(minimize)
+        self.code = tuple(code)
+        self.hypotheses: list[Hypothesis] = []
+        self.function: Callable[..., Any] | None = None
+        for variant, overrides in self.variants.items():
+            for tier, knobs in self.tiers.items():
+                clash = sorted(set(overrides) & set(knobs))
+                if clash:
+                    self._fail(f"variant {variant!r} sets {clash} which tier {tier!r} also "
+                               "sweeps as a knob; a value must come from one place")
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _fail(self, message: str, where: str | None = None) -> None:
+        raise StudyError(f"{where or self.where}: {message}")
+
+    def _check_variants(self, variants: Any) -> dict[str, dict[str, Any]]:
+        if not isinstance(variants, Mapping) or not variants:
+            self._fail("variants must be a non-empty dict of name -> config overrides, "
+                       "e.g. {'baseline': {}, 'no_attention': {'attention': False}}")
+        for name, overrides in variants.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w.\-]*", name):
+                self._fail(f"variant name {name!r} must be an identifier-like string "
+                           "(letters, digits, '_', '-', '.')")
+            if not isinstance(overrides, Mapping):
+                self._fail(f"variant {name!r}: overrides must be a dict, got "
+                           f"{type(overrides).__name__}")
+        return {name: dict(overrides) for name, overrides in variants.items()}
+
+    def _check_seeds(self, seeds: Any) -> tuple[int, ...]:
+        if isinstance(seeds, bool):
+            self._fail(f"seeds must be a count >= 1 or a list of ints, got {seeds!r}")
+        if isinstance(seeds, int):
+            if seeds < 1:
+                self._fail(f"seeds={seeds}: need at least 1 seed (a paired test needs >= 2)")
+            return tuple(range(seeds))
+        if not isinstance(seeds, Sequence) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            self._fail(f"seeds must be a count >= 1 or a non-empty list of ints, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            self._fail(f"duplicate seeds in {list(seeds)}")
+        return tuple(seeds)
+
+    def _check_tiers(self, tiers: Any) -> dict[str, dict[str, list[Any]]]:
+        if not isinstance(tiers, Mapping) or not tiers:
+            self._fail("tiers must be a non-empty dict of tier name -> knobs")
+        checked: dict[str, dict[str, list[Any]]] = {}
+        for tier, knobs in tiers.items():
+            if not isinstance(tier, str) or not re.fullmatch(r"[A-Za-z_]\w*", tier):
+                self._fail(f"tier name {tier!r} must be an identifier")
+            if not isinstance(knobs, Mapping):
+                self._fail(f"tier {tier!r}: knobs must be a dict of name -> list of values")
+            for knob, values in knobs.items():
+                if not isinstance(values, list | tuple) or not values:
+                    self._fail(f"tier {tier!r}: knob {knob!r} must be a non-empty list of values, "
+                               f"got {values!r}; for a single value write [{values!r}]")
+                texts = [format_value(v) for v in values]
+                if len(set(texts)) != len(texts):
+                    self._fail(f"tier {tier!r}: knob {knob!r} has duplicate values {texts}")
+            checked[tier] = {knob: list(values) for knob, values in knobs.items()}
+        return checked
+
+    # -- declaration ------------------------------------------------------------------------
+
+    def expect(self, expr: str, *, metric: str, margin: float = 0.0, alpha: float = 0.05,
+               test: str = "t", name: str | None = None) -> Hypothesis:
+        """Declare a hypothesis: `expect("combined >= ctc_only", metric="joint/labels/majmin")`.
+
+        `>` is superiority by `margin`, `>=` non-inferiority within `margin`, `==` equivalence
+        within `margin` (two one-sided tests); see docs/statistics.md.
+        """
+        where = _caller()
+        try:
+            hyp = parse_hypothesis(expr, metric=metric, margin=float(margin), alpha=float(alpha),
+                                   test=test, name=name or "", where=where)
+        except StudyError as exc:
+            raise StudyError(f"{where}: {exc}") from None
+        for variant in (hyp.a, hyp.b):
+            if variant not in self.variants:
+                self._fail(f"hypothesis {expr!r} names unknown variant {variant!r}; the study has "
+                           f"{', '.join(self.variants)}", where)
+        if hyp.a == hyp.b:
+            self._fail(f"hypothesis {expr!r} compares {hyp.a!r} with itself", where)
+        if not isinstance(metric, str) or not metric.strip("/"):
+            self._fail(f"hypothesis {expr!r}: metric must be a path like 'joint/labels/majmin'",
+                       where)
+        if test not in TESTS:
+            self._fail(f"hypothesis {expr!r}: unknown test {test!r}; choose one of "
+                       f"{', '.join(TESTS)}", where)
+        if not 0 < hyp.alpha < 0.5:
+            self._fail(f"hypothesis {expr!r}: alpha={alpha} must lie in (0, 0.5)", where)
+        if hyp.margin < 0 or (hyp.op == "==" and hyp.margin <= 0):
+            need = "> 0 for equivalence (==)" if hyp.op == "==" else ">= 0"
+            self._fail(f"hypothesis {expr!r}: margin={margin} must be {need}", where)
+        if any(h.label == hyp.label for h in self.hypotheses):
+            self._fail(f"duplicate hypothesis {hyp.label!r}; give one a name=...", where)
+        self.hypotheses.append(hyp)
+        return hyp
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., None]:
+        """Decorate the test body: it trains and evaluates one run and returns its metrics.
+
+        The returned wrapper asks pytest for the body's own fixtures plus a hidden run argument,
+        and hands the body's return value to the run (pytest itself ignores return values).
+        """
+        if self.function is not None:
+            self._fail(f"this study already decorates {self.function.__name__}")
+        self.function = function
+        self.name = self.name or function.__name__
+        signature = inspect.signature(function)
+        names = list(signature.parameters)
+
+        @functools.wraps(function)
+        def test(**kwargs: Any) -> None:
+            run = kwargs.pop(RUN_ARG)
+            run.execute(lambda: function(**{n: kwargs[n] for n in names}))
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                  for p in signature.parameters.values()]
+        params.append(inspect.Parameter(RUN_ARG, inspect.Parameter.KEYWORD_ONLY))
+        test.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        test.__ablation_study__ = self  # type: ignore[attr-defined]
+        return test
+
+    # -- expansion --------------------------------------------------------------------------
+
+    def settings(self, tier: str | None = None) -> Iterator[tuple[str, Knobs]]:
+        """Every (tier, knob setting) in declaration order."""
+        for name, knobs in self.tiers.items():
+            if tier is not None and name != tier:
+                continue
+            for values in itertools.product(*knobs.values()):
+                yield name, tuple(zip(knobs, values, strict=True))
+
+    def spec(self, tier: str, knobs: Knobs, variant: str, seed: int) -> RunSpec:
+        config = _deep_merge(self.base, self.variants[variant])
+        config.update(dict(knobs))
+        return RunSpec(self.name or "", tier, knobs, variant, seed, config)
+
+    def runs(self, tier: str | None = None, knobs: Knobs | None = None,
+             variants: Sequence[str] | None = None, seed_offset: int = 0) -> list[RunSpec]:
+        """All runs, ordered tier, knob setting, variant, seed (optionally filtered).
+
+        `seed_offset` shifts every seed, to rerun a whole study on fresh seeds.
+        """
+        return [self.spec(t, k, v, s + seed_offset)
+                for t, k in self.settings(tier) if knobs is None or k == knobs
+                for v in self.variants if variants is None or v in variants
+                for s in self.seeds]
+
+    def hypothesis_variants(self) -> list[str]:
+        """Variants the hypotheses need, in declaration order: the runs a verdict depends on."""
+        used = {v for h in self.hypotheses for v in (h.a, h.b)}
+        return [v for v in self.variants if v in used]
+
+
+def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
+             **options: Any) -> Study:
+    """Declare an ablation study. Tiers are keyword arguments holding knobs:
+
+        heads = ablation(variants={...}, seeds=3,
+                         synthetic={"noise_sigma": [0.5, 1.0]}, real={"dataset": ["billboard"]})
+
+    Other keywords (base, name, correction, tables, minimize, code) are passed to `Study`.
+    """
+    study_options = {k: options.pop(k) for k in
+                     ("base", "name", "correction", "tables", "minimize", "code") if k in options}
+    return Study(variants=variants, seeds=seeds, tiers=options or None, where=_caller(),
+                 **study_options)

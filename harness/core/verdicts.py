@@ -1,0 +1,123 @@
+"""Decide a study's hypotheses at one tier and knob setting from its runs' metrics.
+
+The hypotheses of one setting form the family for the multiplicity correction. A hypothesis
+that cannot be decided (a run failed, a metric is missing or NaN) fails with that cause and
+leaves the family; it never passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from harness.core.stats import Verdict, adjust, decide
+from harness.core.study import Hypothesis, Knobs, Study, parse_hypothesis, setting_id
+
+# (variant, seed) -> the run's flat metrics, or the reason it has none
+RunMetrics = Mapping[tuple[str, int], Mapping[str, float] | str]
+
+
+@dataclass(frozen=True)
+class HypothesisResult:
+    hypothesis: Hypothesis
+    verdict: Verdict | None
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status if self.verdict else "error"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "supported"
+
+    def message(self) -> str:
+        h = self.hypothesis
+        if self.verdict is None:
+            return f"{h.text} on {h.metric}: cannot be decided: {self.error}"
+        return self.verdict.message(h.a, h.b, h.metric)
+
+    def row(self, study: str, tier: str, knobs: Knobs) -> dict:
+        """A flat record for the store, the tables and junit properties."""
+        h, v = self.hypothesis, self.verdict
+        return {
+            "study": study, "tier": tier, "knobs": dict(knobs), "setting": setting_id(tier, knobs),
+            "hypothesis": h.label, "claim": h.text, "metric": h.metric, "margin": h.margin,
+            "alpha": h.alpha, "status": self.status,
+            "diff": v.diff if v else None, "ci_lo": v.ci[0] if v else None,
+            "ci_hi": v.ci[1] if v else None, "p": v.p_support if v else None,
+            "p_adj": v.p_support_adj if v else None, "test": h.test, "n": v.n if v else 0,
+            "message": self.message(),
+        }
+
+
+def _values(runs: RunMetrics, seeds: Sequence[int], variant: str,
+            metric: str) -> list[float] | str:
+    """The metric of `variant` for every seed, in seed order, or why it can't be had."""
+    values = []
+    for seed in seeds:
+        metrics = runs.get((variant, seed), "the run was not obtained")
+        if isinstance(metrics, str):
+            return f"run {variant}-seed{seed} has no metrics: {metrics}"
+        if metric not in metrics:
+            available = ", ".join(sorted(metrics)) or "none"
+            return (f"unknown metric {metric!r} for {variant}-seed{seed}; "
+                    f"its metrics are: {available}")
+        value = metrics[metric]
+        if value is None or math.isnan(value):
+            return f"metric {metric!r} is NaN for {variant}-seed{seed}"
+        values.append(float(value))
+    return values
+
+
+def decide_setting(study: Study, runs: RunMetrics,
+                   seeds: Sequence[int] | None = None) -> list[HypothesisResult]:
+    """Verdicts for every hypothesis of `study` at one setting, corrected as a family.
+
+    Runs are paired by seed (variants share init and data per seed); `seeds` defaults to the
+    study's own.
+    """
+    seeds = study.seeds if seeds is None else seeds
+    results: list[HypothesisResult] = []
+    decided: list[int] = []
+    for hyp in study.hypotheses:
+        a = _values(runs, seeds, hyp.a, hyp.metric)
+        b = _values(runs, seeds, hyp.b, hyp.metric)
+        problem = a if isinstance(a, str) else b if isinstance(b, str) else ""
+        if problem:
+            results.append(HypothesisResult(hyp, None, problem))
+            continue
+        verdict = decide(a, b, hyp.op, margin=hyp.margin, alpha=hyp.alpha, test=hyp.test)
+        decided.append(len(results))
+        results.append(HypothesisResult(hyp, verdict))
+    corrected = adjust([results[i].verdict for i in decided], method=study.correction)
+    for i, verdict in zip(decided, corrected, strict=True):
+        results[i] = HypothesisResult(results[i].hypothesis, verdict)
+    return results
+
+
+@dataclass(frozen=True)
+class SettingResults:
+    """The runs of one study setting, for checks beyond the declared hypotheses (controls).
+
+        results.values("combined", "joint/labels/majmin")   # one value per seed
+        results.decide("semitone_bug >= ctc_only", metric="joint/labels/majmin", margin=0.01)
+    """
+
+    study: Study
+    runs: RunMetrics
+    seeds: Sequence[int]
+
+    def values(self, variant: str, metric: str) -> list[float]:
+        values = _values(self.runs, self.seeds, variant, metric)
+        if isinstance(values, str):
+            raise ValueError(values)
+        return values
+
+    def decide(self, expr: str, *, metric: str, margin: float = 0.0, alpha: float = 0.05,
+               test: str = "t") -> HypothesisResult:
+        """One uncorrected verdict on the stored runs (the study's family is not touched)."""
+        hyp = parse_hypothesis(expr, metric=metric, margin=margin, alpha=alpha, test=test)
+        a, b = self.values(hyp.a, metric), self.values(hyp.b, metric)
+        return HypothesisResult(hyp, decide(a, b, hyp.op, margin=margin, alpha=alpha, test=test))

@@ -1,0 +1,98 @@
+"""Fixtures a study's test body can ask for: the run it is making and a step logger.
+
+    @heads
+    def test_heads(run, log):      # run: RunSpec (variant, seed, config, knobs, tier)
+        ...
+        log(step, loss=loss)       # per-step metrics to W&B and the local run log
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from harness.core.study import RUN_ARG, RunSpec, Study
+from harness.core.verdicts import SettingResults
+from harness.items import SESSION_KEY, RunContext, obtain_setting, run_context
+
+
+@pytest.fixture(name=RUN_ARG)
+def _ablation_run(request: pytest.FixtureRequest) -> RunContext:
+    return run_context(request)
+
+
+@pytest.fixture
+def run(_ablation_run: RunContext) -> RunSpec:
+    """The run being made: `.variant`, `.seed`, `.config` (merged), `.knobs`, `.tier`, `.id`."""
+    return _ablation_run.spec
+
+
+@pytest.fixture
+def variant(run: RunSpec) -> str:
+    """The variant's name."""
+    return run.variant
+
+
+@pytest.fixture
+def seed(run: RunSpec) -> int:
+    """The run's seed (shared by every variant: same init, same data)."""
+    return run.seed
+
+
+@pytest.fixture
+def config(run: RunSpec) -> dict[str, Any]:
+    """The merged config: study base, then variant overrides, then knob values."""
+    return dict(run.config)
+
+
+@pytest.fixture
+def knobs(run: RunSpec) -> dict[str, Any]:
+    """The knob values of this run's setting, e.g. {"noise_sigma": 0.5}."""
+    return dict(run.knobs)
+
+
+@pytest.fixture
+def tier(run: RunSpec) -> str:
+    """The tier: "synthetic", "real", ..."""
+    return run.tier
+
+
+@pytest.fixture
+def log(_ablation_run: RunContext) -> Callable[..., None]:
+    """`log(step, loss=0.3, ...)`: per-step training metrics (W&B with --wandb, local run log)."""
+    return _ablation_run.log
+
+
+@pytest.fixture
+def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingResults]:
+    """`ablation_results(study, tier=None, knobs=None)`: every run of one setting of a study.
+
+    Runs made in this session are read; missing ones are computed (exactly once). For known-
+    answer controls that assert on verdicts themselves:
+
+        def test_planted_regression(ablation_results):
+            results = ablation_results(controls, knobs={"noise_sigma": 0.5})
+            verdict = results.decide("bug >= ctc_only", metric="joint/labels/majmin")
+    """
+
+    def results(study: Study, tier: str | None = None,
+                knobs: dict[str, Any] | None = None) -> SettingResults:
+        settings = [(t, k) for t, k in study.settings(tier)
+                    if knobs is None or dict(k) == knobs]
+        if not settings:
+            raise LookupError(f"study {study.name!r} has no setting tier={tier!r} knobs={knobs}")
+        tier_name, knob_values = settings[0]
+        runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants))
+        offset = request.config.stash[SESSION_KEY].seed_offset
+        return SettingResults(study, runs, [s + offset for s in study.seeds])
+
+    return results
+
+
+@pytest.fixture
+def device(_ablation_run: RunContext) -> str:
+    """The torch device for this run: `cuda:0` on a GPU-pinned xdist worker, else `cuda` when a
+    GPU is visible, else `cpu`. Recorded in the store with the physical GPU id."""
+    return _ablation_run.session.device

@@ -1,0 +1,179 @@
+"""The pytest plugin: options, collection of studies, and the summary tables.
+
+Registered through the `pytest11` entry point, so installing the package is enough.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import devices
+from harness.core.study import RUN_ARG, RunSpec
+from harness.core.tables import render_text, session_sections, write_markdown
+from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
+from harness.session import AblationSession, new_session_id
+
+pytest_plugins = ["harness.fixtures"]
+
+REAL_TIER = "real"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ablation", "ablation studies (pytest-ablation)")
+    group.addoption("--real", action="store_true",
+                    help="run the real-data tier of every study (skipped without this flag)")
+    group.addoption("--reuse", action="store_true",
+                    help="take finished runs with the same code and config fingerprint from the "
+                         "results store instead of training them again")
+    group.addoption("--ablation-store", metavar="PATH",
+                    help="SQLite results store (default: ini ablation_store, else "
+                         ".ablation/results.sqlite under the rootdir)")
+    group.addoption("--seed-offset", type=int, default=0, metavar="N",
+                    help="shift every study's seeds by N (rerun a study on fresh seeds)")
+    group.addoption("--summary-md", metavar="PATH",
+                    help="also write the result tables and verdicts as Markdown to PATH")
+    group.addoption("--no-ablation-tables", action="store_true",
+                    help="don't print the result tables at the end of the session")
+    group.addoption("--ablation-devices", metavar="LIST",
+                    help="GPUs the xdist workers are spread over, e.g. '0,1,3', or 'cpu' "
+                         "(default: every GPU the outer CUDA_VISIBLE_DEVICES allows)")
+    group.addoption("--workers-per-gpu", type=int, default=1, metavar="N",
+                    help="xdist workers sharing one GPU; -n auto starts GPUs x N workers")
+    group.addoption("--torch-threads", type=int, metavar="N",
+                    help="CPU threads per process (default: 1 per xdist worker, all cores "
+                         "without xdist)")
+    parser.addini("ablation_store", "SQLite results store, relative to the rootdir",
+                  default=".ablation/results.sqlite")
+
+
+def _store_path(config: pytest.Config) -> Path:
+    value = config.getoption("ablation_store") or config.getini("ablation_store")
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _gpus(config: pytest.Config) -> list[str]:
+    """The GPUs to spread workers over (controller side: it may count them with torch)."""
+    listed = config.getoption("ablation_devices")
+    if listed:
+        try:
+            return devices.parse_device_list(listed)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return devices.visible_gpus()
+    return devices.visible_gpus(detected=devices.detect_gpus())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ablation: an item of an ablation study (run or hypothesis)")
+    config.addinivalue_line("markers", "hypothesis: a hypothesis item of an ablation study")
+    threads = config.getoption("torch_threads")
+    if _is_worker(config):
+        # pin before anything in this process initialises CUDA
+        session_id = config.workerinput["ablation_session"]  # type: ignore[attr-defined]
+        worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+        gpu = devices.assign(worker, config.workerinput["ablation_gpus"])  # type: ignore[attr-defined]
+        devices.pin(gpu, threads or 1)
+        device = "cpu" if gpu is None else "cuda:0"
+        label = "cpu" if gpu is None else f"cuda:{gpu}"
+    else:
+        session_id, worker, gpu = new_session_id(), "main", None
+        devices.pin(None, threads or os.cpu_count() or 1)
+        device = label = None  # decided on first use (see harness.fixtures.device)
+    session = AblationSession(store_path=_store_path(config), session_id=session_id,
+                              rootdir=config.rootpath, reuse=config.getoption("reuse"),
+                              seed_offset=config.getoption("seed_offset"), worker=worker,
+                              device=device, device_label=label)
+    config.stash[SESSION_KEY] = session
+    if not _is_worker(config):
+        session.begin(list(config.invocation_params.args))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker shares the session and gets the GPU list to pick from."""
+    config = node.config
+    if not hasattr(config, "_ablation_gpus"):
+        config._ablation_gpus = _gpus(config)
+    node.workerinput["ablation_session"] = config.stash[SESSION_KEY].session_id
+    node.workerinput["ablation_gpus"] = config._ablation_gpus
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per visible GPU (x --workers-per-gpu), else one per core."""
+    return devices.auto_workers(_gpus(config), config.getoption("workers_per_gpu"),
+                                os.cpu_count() or 1)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    study = getattr(metafunc.function, "__ablation_study__", None)
+    if study is None:
+        return
+    metafunc.config.stash[SESSION_KEY].register(study)
+    offset = metafunc.config.getoption("seed_offset")
+    params = [pytest.param(spec, id=spec.id, marks=[pytest.mark.ablation])
+              for spec in study.runs(seed_offset=offset)]
+    metafunc.parametrize(RUN_ARG, params, indirect=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> Any:
+    result = yield
+    study = getattr(obj, "__ablation_study__", None)
+    if study is None or not result:
+        return result
+    items = list(result) if isinstance(result, list) else [result]
+    return items + hypothesis_collectors(collector, name, obj, study)
+
+
+def _tier(item: pytest.Item) -> str | None:
+    if isinstance(item, HypothesisItem):
+        return item.parent.tier  # type: ignore[union-attr]
+    spec = getattr(getattr(item, "callspec", None), "params", {}).get(RUN_ARG)
+    return spec.tier if isinstance(spec, RunSpec) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hypotheses run after the runs they read; the real tier only runs under --real."""
+    items.sort(key=lambda item: isinstance(item, HypothesisItem))
+    if config.getoption("real"):
+        return
+    skip = pytest.mark.skip(reason="real-data tier: run it with --real")
+    for item in items:
+        if _tier(item) == REAL_TIER:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    session = config.stash[SESSION_KEY]
+    sections = session_sections(session.store, session.session_id,
+                                session.store.study_options(session.session_id))
+    if not sections:
+        return
+    if not config.getoption("no_ablation_tables"):
+        terminalreporter.write_sep("=", "ablation results")
+        terminalreporter.write_line(render_text(sections))
+    if config.getoption("summary_md"):
+        path = write_markdown(sections, Path(config.getoption("summary_md")))
+        terminalreporter.write_line(f"ablation tables written to {path}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _is_worker(session.config) and SESSION_KEY in session.config.stash:
+        session.config.stash[SESSION_KEY].store.end_session(
+            session.config.stash[SESSION_KEY].session_id, exitstatus=int(exitstatus))
+
+
+__all__ = ["HypothesisCollector", "HypothesisItem"]
