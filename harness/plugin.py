@@ -16,6 +16,7 @@ from harness.core.study import RUN_ARG, RunSpec
 from harness.core.tables import render_text, session_sections, write_markdown
 from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
 from harness.session import AblationSession, new_session_id
+from harness.tracking import Tracker, default_project
 
 pytest_plugins = ["harness.fixtures"]
 
@@ -46,8 +47,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--torch-threads", type=int, metavar="N",
                     help="CPU threads per process (default: 1 per xdist worker, all cores "
                          "without xdist)")
+    group.addoption("--wandb", action="store_true", default=None,
+                    help="log every run to W&B (offline unless an API key is configured and "
+                         "--wandb-mode online; WANDB_MODE is honoured); also ini ablation_wandb")
+    group.addoption("--wandb-project", metavar="NAME",
+                    help="W&B project (default: ini ablation_wandb_project, else "
+                         "<rootdir name>-ablations, apart from production training)")
+    group.addoption("--wandb-mode", choices=("offline", "online", "disabled"),
+                    help="W&B mode (default offline; WANDB_MODE wins)")
     parser.addini("ablation_store", "SQLite results store, relative to the rootdir",
                   default=".ablation/results.sqlite")
+    parser.addini("ablation_wandb", "log every run to W&B (like --wandb)", type="bool",
+                  default=False)
+    parser.addini("ablation_wandb_project", "W&B project for ablation runs", default="")
 
 
 def _store_path(config: pytest.Config) -> Path:
@@ -89,13 +101,25 @@ def pytest_configure(config: pytest.Config) -> None:
         session_id, worker, gpu = new_session_id(), "main", None
         devices.pin(None, threads or os.cpu_count() or 1)
         device = label = None  # decided on first use (see harness.fixtures.device)
-    session = AblationSession(store_path=_store_path(config), session_id=session_id,
+    store_path = _store_path(config)
+    session = AblationSession(store_path=store_path, session_id=session_id,
                               rootdir=config.rootpath, reuse=config.getoption("reuse"),
                               seed_offset=config.getoption("seed_offset"), worker=worker,
-                              device=device, device_label=label)
+                              device=device, device_label=label,
+                              tracker=_tracker(config, store_path, session_id))
     config.stash[SESSION_KEY] = session
     if not _is_worker(config):
         session.begin(list(config.invocation_params.args))
+
+
+def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracker:
+    """Local run logs beside the store, always; W&B runs with --wandb."""
+    wandb = config.getoption("wandb")
+    project = (config.getoption("wandb_project") or config.getini("ablation_wandb_project")
+               or default_project(config.rootpath.name))
+    return Tracker(run_dir=store_path.parent / "runs" / session_id,
+                   wandb=config.getini("ablation_wandb") if wandb is None else wandb,
+                   project=project, job_id=session_id, mode=config.getoption("wandb_mode"))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -171,9 +195,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not _is_worker(session.config) and SESSION_KEY in session.config.stash:
-        session.config.stash[SESSION_KEY].store.end_session(
-            session.config.stash[SESSION_KEY].session_id, exitstatus=int(exitstatus))
+    """Workers close their W&B runs; the controller logs the verdicts and closes the session."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is None:
+        return
+    if not _is_worker(session.config):
+        verdicts = state.store.verdicts(state.session_id)
+        for study in dict.fromkeys(v["study"] for v in verdicts):
+            state.tracker.log_verdicts(study=study,
+                                       rows=[v for v in verdicts if v["study"] == study])
+        state.store.end_session(state.session_id, exitstatus=int(exitstatus))
+    state.tracker.close()
 
 
 __all__ = ["HypothesisCollector", "HypothesisItem"]
