@@ -3,28 +3,79 @@
     @heads
     def test_chord_heads(run, chord_data, log):
         chord_data.train, chord_data.eval     # songs for this run's tier, knobs and seed
+
+The synthetic tier generates songs from the run's seed and knobs; the real tier reads McGill
+Billboard from `--billboard-root` (or the `billboard_root` ini value, or the
+ABLATION_BILLBOARD_ROOT environment variable; default ../shared/data/billboard).
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.chords.synthetic import ChordDataset, SyntheticConfig, make_dataset
+from harness.chords import billboard
+from harness.chords.synthetic import SyntheticConfig, make_dataset
+from harness.chords.vocab import DEFAULT_VOCAB
+
+DEFAULT_BILLBOARD_ROOT = "../shared/data/billboard"
 
 
-def synthetic_data(config: dict[str, Any], seed: int) -> ChordDataset:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ablation")
+    group.addoption("--billboard-root", metavar="DIR",
+                    help="McGill Billboard release (bothchroma.csv + full.lab per song) for the "
+                         "real tier; also ini billboard_root or env ABLATION_BILLBOARD_ROOT "
+                         f"(default {DEFAULT_BILLBOARD_ROOT} from the rootdir)")
+    parser.addini("billboard_root", "McGill Billboard data root for the real tier",
+                  default=DEFAULT_BILLBOARD_ROOT)
+
+
+@dataclass(frozen=True, eq=False)
+class ChordData:
+    """What a run trains and evaluates on, whatever the tier."""
+
+    train: list[Any]
+    eval: list[Any]
+    feature_dim: int
+    notes: dict[str, Any]
+
+
+def synthetic_data(config: dict[str, Any], seed: int) -> ChordData:
     """The synthetic dataset of a run: `config["data"]` overrides plus the noise knob."""
     options = dict(config.get("data", {}))
     if "noise_sigma" in config:
         options["noise_sigma"] = config["noise_sigma"]
-    return make_dataset(SyntheticConfig(**options), seed=seed)
+    data = make_dataset(SyntheticConfig(**options), seed=seed)
+    return ChordData(data.train, data.eval, data.config.feature_dim, {})
+
+
+@cache
+def real_data(root: Path, cache_dir: Path) -> ChordData:
+    """Billboard songs split by song id (no song on both sides), cached per process."""
+    songs = {s.id: s for s in billboard.load_billboard(root, DEFAULT_VOCAB, cache_dir=cache_dir)}
+    train, evaluation = billboard.split(sorted(songs))
+    return ChordData([songs[i] for i in train], [songs[i] for i in evaluation],
+                     next(iter(songs.values())).features.shape[1],
+                     billboard.mapping_report(songs.values()))
+
+
+def billboard_root(config: pytest.Config) -> Path:
+    value = (config.getoption("billboard_root") or os.environ.get("ABLATION_BILLBOARD_ROOT")
+             or config.getini("billboard_root"))
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else config.rootpath / path
 
 
 @pytest.fixture
-def chord_data(run: Any) -> ChordDataset:
-    """Train and eval songs for the run: synthetic data from the run's seed and knobs."""
-    if run.tier == "synthetic":
-        return synthetic_data(dict(run.config), run.seed)
-    raise pytest.UsageError(f"chord_data has no data for tier {run.tier!r} yet")
+def chord_data(run: Any, request: pytest.FixtureRequest) -> ChordData:
+    """Train and eval songs for the run: synthetic from its seed and knobs, or real."""
+    if run.tier == "real":
+        cache_dir = request.config.rootpath / ".ablation" / "cache" / "billboard"
+        return real_data(billboard_root(request.config).resolve(), cache_dir)
+    return synthetic_data(dict(run.config), run.seed)
