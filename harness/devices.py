@@ -64,7 +64,7 @@ def auto_workers(gpus: Sequence[str], per_gpu: int, cores: int) -> int:
 
 
 def pin(gpu: str | None, threads: int, env: MutableMapping[str, str] | None = None) -> None:
-    """Restrict this process to `gpu` (None: CPU only) and `threads` CPU threads.
+    """Restrict this process to `gpu` ("" hides every GPU, None leaves them) and `threads`.
 
     Must run before CUDA initialises in this process. Thread counts go into the environment
     (read by torch/numpy at import) and, when torch is already imported, into torch itself.

@@ -94,7 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session_id = config.workerinput["ablation_session"]  # type: ignore[attr-defined]
         worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
         gpu = devices.assign(worker, config.workerinput["ablation_gpus"])  # type: ignore[attr-defined]
-        devices.pin(gpu, threads or 1)
+        devices.pin("" if gpu is None else gpu, threads or 1)  # no GPU for it: hide them all
         device = "cpu" if gpu is None else "cuda:0"
         label = "cpu" if gpu is None else f"cuda:{gpu}"
     else:
