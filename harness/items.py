@@ -123,7 +123,9 @@ def obtain_setting(item: pytest.Function, study: Study, tier: str, knobs: Knobs,
         try:
             runs[(spec.variant, spec.seed)] = context.execute(_BodyCall(item, context)).metrics
         except RunFailed as exc:
-            runs[(spec.variant, spec.seed)] = f"the run failed: {exc}"
+            last = (exc.error or "").strip().splitlines()[-1:] or ["no error recorded"]
+            runs[(spec.variant, spec.seed)] = (f"the run failed ({last[0]}); its own item "
+                                               "shows the traceback")
         except Exception as exc:
             runs[(spec.variant, spec.seed)] = f"the run raised {type(exc).__name__}: {exc}"
     return runs
@@ -135,6 +137,10 @@ class HypothesisItem(pytest.Function):
     def __init__(self, *, hypothesis: Hypothesis, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hypothesis = hypothesis
+        # pytest >= 9.2 keeps structured node ids and --lf re-parses their text; our collector's
+        # name holds "[...]", so give the item the id its own text parses to.
+        if hasattr(self, "_id") and not isinstance(self._id, str):
+            self._id = type(self._id).parse(self.nodeid)
 
     def runtest(self) -> None:
         parent: HypothesisCollector = self.parent  # type: ignore[assignment]
@@ -155,7 +161,7 @@ class HypothesisItem(pytest.Function):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         path, _, line = self.hypothesis.where.rpartition(":")
-        return path, int(line) - 1 if line.isdigit() else None, self.nodeid
+        return path, int(line) - 1 if line.isdigit() else None, f"{self.parent.name}::{self.name}"
 
 
 def _hypothesis_check() -> None:

@@ -172,7 +172,7 @@ def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> s
     for s in sections:
         out.append(f"{heading}{s.study} · {s.setting}")
         for t in s.tables:
-            rows = [[(f"{bold}{c.text()}*{bold}" if bold else f"{c.text()} *") if
+            rows = [[(f"{bold}{c.text()}{bold}" if bold else f"{c.text()} *") if
                      isinstance(c, Cell) and c.best else c.text() if isinstance(c, Cell)
                      else "-" if c is None else c for c in row] for row in t.rows]
             out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
