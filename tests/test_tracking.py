@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import wandb
-from wandb_offline import offline_runs, read_offline_run, records
+from tests.wandb_offline import offline_runs, read_offline_run, records
 
 from harness.tracking import Tracker, decide_mode, default_group, default_project, has_api_key
 
