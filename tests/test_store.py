@@ -85,6 +85,10 @@ def test_sessions(store):
     assert (first["session"], first["argv"], first["meta"], first["exitstatus"]) == (
         "s1", ["-x"], {"seed": 1}, 1)
     assert first["finished_at"].endswith("+00:00") and second["finished_at"] is None
+    assert store.latest_session() is None  # sessions that made no run don't count
+    store.claim("s1", Spec(), fingerprint="fp", owner=ME, config={})
+    assert store.latest_session() == "s1"
+    store.claim("s2", Spec(), fingerprint="fp", owner=ME, config={})
     assert store.latest_session() == "s2"
 
 
@@ -206,7 +210,7 @@ def test_reconnects_after_fork(store):
     if pid == 0:  # the child must open its own connection, not reuse the parent's
         try:
             store.begin_session("child", argv=[], meta={})
-            os._exit(0 if store.latest_session() == "child" else 1)
+            os._exit(0 if store.sessions()[-1]["session"] == "child" else 1)
         finally:
             os._exit(2)
     assert os.waitpid(pid, 0)[1] == 0

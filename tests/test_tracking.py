@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import wandb
-from tests.wandb_offline import offline_runs, read_offline_run, records
 
 from harness.tracking import Tracker, decide_mode, default_group, default_project, has_api_key
+from tests.wandb_offline import offline_runs, read_offline_run, records
 
 CONFIG = {"variant": "combined", "seed": 1, "tier": "smoke", "knobs": {"noise_sigma": 0.5},
           "model": {"hidden": 32, "heads": ["ctc", "ar"]}}

@@ -268,8 +268,10 @@ class Store:
                 for row in map(dict, rows)]
 
     def latest_session(self) -> str | None:
+        """The newest session that made or took any run (sessions without studies don't count)."""
         row = self.db.execute(
-            "SELECT session FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT 1").fetchone()
+            "SELECT s.session FROM sessions s WHERE EXISTS (SELECT 1 FROM runs r WHERE "
+            "r.session = s.session) ORDER BY s.started_at DESC, s.rowid DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
     # runs

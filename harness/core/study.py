@@ -137,7 +137,8 @@ class Study:
         name: defaults to the decorated test function's name.
         correction: multiplicity correction over the hypotheses of one tier and knob setting
             ("holm", "bonferroni" or "none").
-        tables: metric groups shown in the summary tables (default: all).
+        tables: metric groups shown in the summary tables (default: all), or a dict of
+            group -> metric names to show as its columns, in order.
         minimize: metric names (last path part) where lower is better; names containing
             "loss" or "err" are minimized anyway.
         code: extra files or import names (packages, modules) whose source is part of the
@@ -147,7 +148,8 @@ class Study:
     def __init__(self, *, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
                  tiers: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
                  base: Mapping[str, Any] | None = None, name: str | None = None,
-                 correction: str = "holm", tables: Sequence[str] | None = None,
+                 correction: str = "holm",
+                 tables: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  minimize: Sequence[str] = (), code: Sequence[str] = (), where: str | None = None):
         self.where = where or _caller()
         self.name = name
@@ -158,7 +160,8 @@ class Study:
         if correction not in CORRECTIONS:
             self._fail(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
         self.correction = correction
-        self.tables = tuple(tables) if tables is not None else None
+        self.tables = ({g: list(c) for g, c in tables.items()} if isinstance(tables, Mapping)
+                       else list(tables) if tables is not None else None)
         self.minimize = tuple(minimize)
         self.code = tuple(code)
         self.hypotheses: list[Hypothesis] = []

@@ -71,9 +71,13 @@ def _mark_best(rows: list[list[Any]], columns: range, names: Sequence[str],
 
 
 def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Sequence[dict],
-                  *, groups: Sequence[str] | None = None,
+                  *, groups: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                   minimize: tuple[str, ...] = ()) -> Section:
-    """Tables for one study at one setting from its run records (done or failed)."""
+    """Tables for one study at one setting from its run records (done or failed).
+
+    `groups` picks the tables (metric groups) and, as a dict, their columns in order; every
+    metric still goes into the long-format summary (CSV, JSON).
+    """
     section = Section(study, setting, verdicts=list(verdicts))
     done = [r for r in runs if r.status == "done"]
     variants = list(dict.fromkeys(r.variant for r in runs))
@@ -90,6 +94,7 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
         if groups is not None and group not in groups:
             continue
         names = list(dict.fromkeys(n for ns in heads.values() for n in ns))
+        shown = [n for n in groups[group] if n in names] if isinstance(groups, Mapping) else names
         with_head = any(h != "-" for h in heads)
         rows = []
         for variant in variants:
@@ -103,8 +108,10 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                     continue
                 label = f"{variant} (store)" if variant in reused else variant
                 wall = _cell([r.duration for r in records if r.duration is not None])
-                rows.append([label, *([head] if with_head else []), *cells, len(records),
-                             f"{wall.mean:.1f}" if wall else "-"])
+                devices = ",".join(sorted({r.device for r in records})) or "-"
+                rows.append([label, *([head] if with_head else []),
+                             *(cells[names.index(n)] for n in shown), len(records),
+                             f"{wall.mean:.1f}" if wall else "-", devices])
                 for n, c in zip(names, cells, strict=True):
                     if c is not None:
                         section.summary.append({"study": study, "setting": setting,
@@ -113,8 +120,8 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                                                 "std": c.std, "n": c.n,
                                                 "source": "store" if variant in reused else "run"})
         first = 2 if with_head else 1
-        _mark_best(rows, range(first, first + len(names)), names, minimize)
-        headers = ["variant", *(["head"] if with_head else []), *names, "n", "wall s"]
+        _mark_best(rows, range(first, first + len(shown)), shown, minimize)
+        headers = ["variant", *(["head"] if with_head else []), *shown, "n", "wall s", "device"]
         section.tables.append(Table(group, headers, rows))
     for r in runs:
         if r.status == "failed":
