@@ -1,0 +1,98 @@
+"""Real xdist workers: every run trained once per session, and a worker killed with -9 loses
+nothing that finished."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+STUDY = """
+import os, pathlib, random, time
+from harness import ablation
+
+study = ablation(variants={"a": {}, "b": {"gain": 0.3}, "c": {"gain": 0.1}}, seeds=3,
+                 synthetic={"noise": [0.1, 0.2]})
+
+@study
+def test_k(run):
+    with open(os.environ["TRAININGS"], "a") as f:
+        f.write(run.id + "\\n")
+    victim = pathlib.Path(os.environ.get("VICTIM", "/nonexistent/x"))
+    if run.id == "synthetic-noise=0.1-b-seed1" and not victim.exists() and victim.parent.exists():
+        victim.write_text(str(os.getpid()))
+        time.sleep(120)  # killed here
+    time.sleep(0.05)
+    rng = random.Random(run.seed)
+    return {"acc": 0.5 + run.config.get("gain", 0.0) + rng.gauss(0, run.config["noise"] / 10)}
+"""
+HYPOTHESES = """
+study.expect("b > a", metric="acc")
+study.expect("c > a", metric="acc")
+"""
+
+
+def trainings(path: Path) -> collections.Counter:
+    return collections.Counter(path.read_text().split()) if path.exists() else collections.Counter()
+
+
+def test_each_run_is_trained_once_even_when_hypotheses_race_the_runs(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = pytester.path / "trainings.txt"
+    monkeypatch.setenv("TRAININGS", str(log))
+    pytester.makepyfile(test_k=STUDY + HYPOTHESES)
+    # -p no:randomly keeps order; --dist load sends hypotheses while runs are still in flight
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=18 + 4)
+    counts = trainings(log)
+    assert len(counts) == 18 and set(counts.values()) == {1}, counts
+
+
+def test_a_hypothesis_landing_first_waits_for_runs_in_flight(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = pytester.path / "trainings.txt"
+    monkeypatch.setenv("TRAININGS", str(log))
+    pytester.makepyfile(test_k=STUDY + HYPOTHESES)
+    # only hypotheses selected: both workers compute the same runs concurrently, each once
+    result = pytester.runpytest_subprocess("-n", "2", "-m", "hypothesis", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    counts = trainings(log)
+    assert len(counts) == 18 and set(counts.values()) == {1}, counts
+
+
+def test_worker_killed_mid_run_loses_nothing_and_reuse_trains_only_the_missing_run(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_k=STUDY)  # no hypotheses: nothing else recomputes the lost run
+    log, victim = tmp_path / "trainings.txt", tmp_path / "victim.pid"
+    env = {**os.environ, "TRAININGS": str(log), "VICTIM": str(victim)}
+    store = pytester.path / ".ablation" / "results.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
+                             "-p", "no:randomly"], cwd=pytester.path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not victim.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(int(victim.read_text()), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    assert "crashed" in output, output
+    assert proc.returncode == 1, output  # the killed item fails; the session goes on
+
+    db = sqlite3.connect(store)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    status = dict(db.execute("SELECT variant || '-' || seed || '-' || knobs, status FROM runs"))
+    done = [k for k, s in status.items() if s == "done"]
+    assert len(done) == 17, status  # the replacement worker finished every other run
+
+    before = trainings(log)
+    env.pop("VICTIM")
+    rerun = subprocess.run([sys.executable, "-m", "pytest", "--reuse", "-p", "no:cacheprovider"],
+                           cwd=pytester.path, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout
+    assert trainings(log) - before == collections.Counter(["synthetic-noise=0.1-b-seed1"])
