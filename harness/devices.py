@@ -63,6 +63,14 @@ def auto_workers(gpus: Sequence[str], per_gpu: int, cores: int) -> int:
     return len(gpus) * per_gpu if gpus else max(cores, 1)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (respects Slurm/cgroup CPU affinity, unlike cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def pin(gpu: str | None, threads: int, env: MutableMapping[str, str] | None = None) -> None:
     """Restrict this process to `gpu` ("" hides every GPU, None leaves them) and `threads`.
 

@@ -99,7 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
         label = "cpu" if gpu is None else f"cuda:{gpu}"
     else:
         session_id, worker, gpu = new_session_id(), "main", None
-        devices.pin(None, threads or os.cpu_count() or 1)
+        devices.pin(None, threads or devices.usable_cores())
         device = label = None  # decided on first use (see harness.fixtures.device)
     store_path = _store_path(config)
     session = AblationSession(store_path=store_path, session_id=session_id,
@@ -136,7 +136,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one worker per visible GPU (x --workers-per-gpu), else one per core."""
     return devices.auto_workers(_gpus(config), config.getoption("workers_per_gpu"),
-                                os.cpu_count() or 1)
+                                devices.usable_cores())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

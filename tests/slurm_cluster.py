@@ -1,0 +1,163 @@
+"""A throwaway single-node Slurm cluster (munged + slurmctld + slurmd) living in one temp dir.
+
+Why not the system's Slurm: tests must not touch /etc/slurm, /var/spool or /run, nor clash with
+a real cluster on the same host. So every path (key, sockets, state, spool, logs, pid files) is
+under `root`, the ports are picked free, and clients reach this cluster through SLURM_CONF.
+The daemons run in the foreground as our children with PR_SET_PDEATHSIG, so they die with the
+test process even if it is killed before its teardown. Needs root (SlurmUser=root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+DAEMONS = ("munged", "slurmctld", "slurmd")
+INSTALL_HINT = "apt-get install slurmctld slurmd slurm-client munge"
+
+CONF = """\
+ClusterName=ablation-test
+SlurmctldHost=localhost
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={root}/munge.socket
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+PlugStackConfig={root}/plugstack.conf
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MinJobAge=4
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started; the message carries the daemons' log tails."""
+
+
+def missing_programs() -> list[str]:
+    """The daemons and clients this helper needs but cannot find."""
+    return [p for p in (*DAEMONS, "sbatch", "scontrol", "sinfo") if not shutil.which(p)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _memory_mb() -> int:
+    """Less than the machine has: slurmd drains a node that reports less than configured."""
+    with open("/proc/meminfo") as f:
+        total_kb = int(f.readline().split()[1])
+    return max(total_kb // 1024 // 2, 100)
+
+
+def _die_with_parent() -> None:
+    """Child side of Popen: get SIGTERM when the test process exits, however it exits."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+class Cluster:
+    """One node `localhost` in partition `debug`; `env` is what clients need to reach it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.conf = root / "slurm.conf"
+        self.cpus = len(os.sched_getaffinity(0))
+        self.env = {"SLURM_CONF": str(self.conf)}
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def _client_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """A Slurm client command against this cluster (never the system's)."""
+        return subprocess.run(args, env=self._client_env(), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def _spawn(self, name: str, *args: str) -> None:
+        with open(self.root / f"{name}.out", "wb") as log:  # the child keeps its own copy
+            self._procs.append(subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=self._client_env(),
+                preexec_fn=_die_with_parent, cwd=self.root))
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Write key and conf, start the three daemons, wait for the node to be idle."""
+        for sub in ("state", "spool"):
+            (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.root / "plugstack.conf").touch()
+        key = self.root / "munge.key"
+        key.write_bytes(os.urandom(128))
+        key.chmod(0o400)
+        self.conf.write_text(CONF.format(root=self.root, cpus=self.cpus,
+                                         memory_mb=_memory_mb(), ctld_port=_free_port(),
+                                         slurmd_port=_free_port()))
+        self._spawn("munged", "munged", "--foreground", "--force", f"--key-file={key}",
+                    f"--socket={self.root}/munge.socket", f"--pid-file={self.root}/munged.pid",
+                    f"--log-file={self.root}/munged.log", f"--seed-file={self.root}/munged.seed")
+        self._spawn("slurmctld", "slurmctld", "-D", "-i", "-f", str(self.conf))
+        self._spawn("slurmd", "slurmd", "-D", "-N", "localhost", "-f", str(self.conf))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self._procs):
+                break
+            if self.node_state() == "idle":
+                return
+            time.sleep(0.2)
+        dead = [p.args[0] for p in self._procs if p.poll() is not None]
+        why = (f"{', '.join(dead)} exited" if dead else
+               f"node not idle within {timeout:.0f} s (state {self.node_state()!r})")
+        raise ClusterError(f"single-node Slurm did not start: {why}\n{self.log_tail()}")
+
+    def node_state(self) -> str:
+        """`idle`, `down`, `unknown`, ... or "" while slurmctld does not answer."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            out = self.run("sinfo", "-h", "-N", "-n", "localhost", "-o", "%T", timeout=5)
+            if out.returncode == 0:
+                return out.stdout.strip().rstrip("*~#")
+        return ""
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The last lines of every daemon log, for skip reasons and failure messages."""
+        parts = []
+        for path in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.out")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        """Cancel what is still queued or running, then end the daemons (slurmd first)."""
+        if self._procs and self.node_state():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.run("scancel", "--full", "--partition=debug", timeout=5)
+        for proc in reversed(self._procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+
