@@ -7,11 +7,11 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,28 +19,11 @@ import pytest
 from harness.core import provenance
 from harness.core.runs import RunCoordinator, RunFailed
 from harness.core.store import Owner, Store
+from tests.specs import Spec
 
 SPAWN = multiprocessing.get_context("spawn")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """Stands in for harness.core.study.RunSpec."""
-
-    study: str = "heads"
-    tier: str = "synthetic"
-    knobs: tuple = (("noise_sigma", 0.5),)
-    variant: str = "combined"
-    seed: int = 0
-    config: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def key(self) -> str:
-        return json.dumps([self.study, self.tier, self.knobs, self.variant, self.seed])
-
-    @property
-    def id(self) -> str:
-        return f"{self.tier}-{self.variant}-seed{self.seed}"
 
 
 def counted(counter: Path, spec: Spec, seconds: float = 0.0) -> tuple[dict, list[dict]]:
@@ -176,7 +159,7 @@ def test_a_failure_propagates_once_then_raises_run_failed(tmp_path):
     with pytest.raises(ValueError, match="boom"):
         runs.obtain(Spec(), fingerprint="fp", compute=broken)
     for again in (runs, coordinator(db)):
-        with pytest.raises(RunFailed, match="synthetic-combined-seed0 already failed") as failed:
+        with pytest.raises(RunFailed, match=f"{re.escape(Spec().id)} already failed") as failed:
             again.obtain(Spec(), fingerprint="fp", compute=broken)
         assert failed.value.spec_id == Spec().id and "ValueError: boom" in failed.value.error
     assert attempts == [1]

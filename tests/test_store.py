@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
 import pytest
 
 from harness.core.provenance import host
 from harness.core.store import Owner, Store, StoreError
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Stands in for harness.core.study.RunSpec."""
-
-    study: str = "heads"
-    tier: str = "synthetic"
-    knobs: tuple = (("noise_sigma", 0.5),)
-    variant: str = "combined"
-    seed: int = 0
-    config: dict = field(default_factory=lambda: {"lr": 0.01}, compare=False, hash=False)
-
-    @property
-    def key(self) -> str:
-        return json.dumps([self.study, self.tier, self.knobs, self.variant, self.seed])
-
-    @property
-    def id(self) -> str:
-        return f"{self.tier}-{self.variant}-seed{self.seed}"
-
+from tests.specs import Spec
 
 ME = Owner(host(), os.getpid(), "gw0")
 FINISH = dict(duration=1.5, device="cpu", versions={"numpy": "2.0"}, git_commit="abc+dirty")
