@@ -71,6 +71,29 @@ def seconds(a: str, b: str) -> float:
     return (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds()
 
 
+STARTUP = """
+import time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+t2 = time.perf_counter()
+import harness.plugin, harness.chords.evaluation
+t3 = time.perf_counter()
+print(f"{t1 - t0:.2f} {t2 - t1:.2f} {t3 - t2:.2f}")
+"""
+
+
+def startup_costs() -> str:
+    """What every process pays before its first run, measured in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.split()
+    torch_s, optim_s, rest_s = map(float, out)
+    return (f"Per-process start-up, fresh interpreter: `import torch` {torch_s:.2f} s, first "
+            f"torch optimizer (imports torch._dynamo) {optim_s:.2f} s, plugin + chord modules "
+            f"(scipy, mir_eval) {rest_s:.2f} s.")
+
+
 def profile_one_run() -> str:
     """cProfile of one combined run, grouped into the stages a newcomer would look for."""
     sys.path.insert(0, str(ROOT))
@@ -125,6 +148,7 @@ def speed(args: argparse.Namespace) -> None:
     body.append("\nWorker start-up (`-n 2`): seconds from session start to the worker's first "
                 "run (xdist start, torch import, collection): "
                 + ", ".join(f"{w}: {min(t):.1f}" for w, t in sorted(first.items())) + ".\n")
+    body.append(startup_costs() + "\n")
     body.append("Where one run's time goes (cProfile, 1 thread):\n")
     body.append(profile_one_run())
     write_section("speed", "\n".join(body))
