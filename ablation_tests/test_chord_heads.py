@@ -27,8 +27,8 @@ SEEDS = 5  # paired t-test with Holm over 4 hypotheses: 5 seeds decide robustly
 def train_and_score(run, chord_data, log):
     """One run: fresh model from the run's seed, train the variant's parts, score every head."""
     config = run.config
-    model = build_model(ModelConfig(**config.get("model", {})), seed=run.seed,
-                        train_parts=config["parts"])
+    model_config = ModelConfig(**{"feature_dim": chord_data.feature_dim, **config.get("model", {})})
+    model = build_model(model_config, seed=run.seed, train_parts=config["parts"])
     fit(model, chord_data.train, TrainConfig(**config.get("train", {})), seed=run.seed,
         log=lambda step, values: log(step, **values))
     return score_heads(model, chord_data.eval, parts=config["parts"],

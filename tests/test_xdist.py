@@ -96,3 +96,27 @@ def test_worker_killed_mid_run_loses_nothing_and_reuse_trains_only_the_missing_r
                            cwd=pytester.path, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stdout
     assert trainings(log) - before == collections.Counter(["synthetic-noise=0.1-b-seed1"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _stored_metrics(store: Path) -> dict[str, str]:
+    db = sqlite3.connect(store)
+    return dict(db.execute("SELECT key, metrics FROM runs WHERE status = 'done'"))
+
+
+def test_chord_metrics_are_bitwise_equal_with_and_without_xdist(tmp_path: Path) -> None:
+    """The real chord model (controls study, 9 runs): default threads in both modes."""
+    stores = {}
+    for workers in ("0", "2"):
+        stores[workers] = tmp_path / f"n{workers}.sqlite"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "ablation_tests", "-k", "test_chord_controls",
+             "-n", workers, "-p", "no:cacheprovider", "-q", "--no-ablation-tables",
+             "--ablation-store", str(stores[workers])],
+            cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+    serial, parallel = (_stored_metrics(stores[w]) for w in ("0", "2"))
+    assert len(serial) == 9
+    assert serial == parallel  # the JSON text: every float to the last bit
