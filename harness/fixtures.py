@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,6 +90,17 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
         return SettingResults(study, runs, [s + offset for s in study.seeds])
 
     return results
+
+
+@pytest.fixture
+def checkpoint(_ablation_run: RunContext) -> Path:
+    """Path for this run's training checkpoint (.ablation/checkpoints/<study>/<run>-<fp>.pt).
+
+    It survives the session: a run interrupted mid-training resumes from it in the next
+    session, as long as code and config (the fingerprint) are unchanged. The parent folder
+    exists; the file is the body's to write.
+    """
+    return _ablation_run.session.checkpoint_path(_ablation_run.study, _ablation_run.spec)
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from harness.core.verdicts import RunMetrics, decide_setting
 from harness.session import AblationSession
 
 SESSION_KEY = pytest.StashKey[AblationSession]()
-RUN_FIXTURES = ("run", "variant", "seed", "config", "knobs", "tier", "log", "device")
+RUN_FIXTURES = ("run", "variant", "seed", "config", "knobs", "tier", "log", "device",
+                "checkpoint")
 
 
 class RunContext:
@@ -50,7 +51,14 @@ class RunContext:
                              *(f"{k}={v}" for k, v in self.spec.knobs)])
             config = {**self.spec.config, "seed": self.spec.seed, "tier": self.spec.tier,
                       "variant": self.spec.variant}
-            self._log = tracker.start(study=self.spec.study, name=name, config=config)
+            coordinator = self.session.coordinator
+            metadata = {"run": self.spec.id, "session": self.session.session_id,
+                        "host": self.session.owner.host, "pid": self.session.owner.pid,
+                        "worker": self.session.owner.worker, "device": self.session.device_label,
+                        "versions": coordinator.versions, "git_commit": coordinator.git_commit,
+                        "fingerprint": self.session.fingerprint(self.study, self.spec)}
+            self._log = tracker.start(study=self.spec.study, name=name, config=config,
+                                      metadata=metadata)
 
     def log(self, step: int, **values: float) -> None:
         """Per-step training metrics: to W&B and the local run log when tracking is on."""
@@ -60,9 +68,12 @@ class RunContext:
     def fixture(self, name: str) -> Any:
         """Values of the run fixtures (`run`, `variant`, `seed`, `config`, `knobs`, ...)."""
         spec = self.spec
-        return {"run": spec, "variant": spec.variant, "seed": spec.seed, "config": spec.config,
-                "knobs": dict(spec.knobs), "tier": spec.tier, "log": self.log,
-                "device": self.session.device}[name]
+        values = {"run": spec, "variant": spec.variant, "seed": spec.seed, "config": spec.config,
+                  "knobs": dict(spec.knobs), "tier": spec.tier, "log": self.log,
+                  "device": self.session.device}
+        if name == "checkpoint":
+            return self.session.checkpoint_path(self.study, spec)
+        return values[name]
 
 
 class _BodyCall:

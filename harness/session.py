@@ -110,6 +110,14 @@ class AblationSession:
                   "seed": spec.seed}
         return fingerprint(config, self.code_files(study))
 
+    def checkpoint_path(self, study: Study, spec: RunSpec) -> Path:
+        """Where a run keeps its training checkpoint: beside the store, named by run and
+        fingerprint, so an interrupted run resumes in a later session only with the same code
+        and config."""
+        folder = self.store.path.parent / "checkpoints" / (study.name or "study")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{spec.id}-{self.fingerprint(study, spec)}.pt"
+
     def obtain(self, study: Study, spec: RunSpec, body: Callable[[], Any],
                on_start: Callable[[], None] | None = None) -> RunRecord:
         """The run's record: from this session, from the store (with reuse), or computed now."""

@@ -119,10 +119,17 @@ class Tracker:
                  f"or `wandb login`); logging offline under {self.run_dir / 'wandb'} instead, "
                  "upload later with `wandb sync`.")
 
-    def start(self, *, study: str, name: str, config: dict) -> RunLog:
-        """Open the local log of one run and, with W&B on, its W&B run."""
-        log = RunLog(self, self.run_dir / _safe(study) / _safe(name), study=study, name=name,
-                     config=config)
+    def start(self, *, study: str, name: str, config: dict,
+               metadata: Mapping[str, Any] | None = None) -> RunLog:
+        """Open the local log of one run and, with W&B on, its W&B run.
+
+        The run's folder gets config.json and metadata.json (host, device, versions, git
+        commit, start time) beside steps.jsonl and summary.json.
+        """
+        path = self.run_dir / _safe(study) / _safe(name)
+        log = RunLog(self, path, study=study, name=name, config=config)
+        _write_json(path / "config.json", config)
+        _write_json(path / "metadata.json", {**(metadata or {}), "started": _now()})
         log.wandb_run = self._init_run(study=study, name=name, config=config, job_type="run")
         self._open.append(log)
         return log

@@ -94,3 +94,46 @@ def test_a_failing_wandb_never_costs_results(pytester: pytest.Pytester, offline:
     result.stdout.fnmatch_lines(["*W&B tracking switched off for this session: wandb.init failed*"])
     db = sqlite3.connect(pytester.path / ".ablation" / "results.sqlite")
     assert db.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 4
+
+
+def test_run_folder_holds_config_metadata_steps_and_summary(pytester: pytest.Pytester,
+                                                            offline: None) -> None:
+    pytester.makepyfile(test_tracked=STUDY)
+    pytester.runpytest_subprocess().assert_outcomes(passed=5)
+    [session_dir] = _session_dirs(pytester)
+    folder = session_dir / "test_tracked" / "base-seed1-noise=0.5"
+    assert json.loads((folder / "config.json").read_text())["seed"] == 1
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["run"] == "synthetic-noise=0.5-base-seed1"
+    assert metadata["device"] == "cpu" and "pytest" in metadata["versions"]
+    assert {"host", "git_commit", "fingerprint", "started", "session"} <= set(metadata)
+
+
+CHECKPOINTED = """
+from harness import ablation
+
+study = ablation(variants={"a": {}}, seeds=1)
+
+@study
+def test_ckpt(run, checkpoint):
+    start = int(checkpoint.read_text()) if checkpoint.exists() else 0
+    for step in range(start, 10):
+        checkpoint.write_text(str(step))
+        if step == 4 and not (checkpoint.parent / "interrupted").exists():
+            (checkpoint.parent / "interrupted").touch()
+            raise KeyboardInterrupt  # the job dies mid-training
+    return {"started_at": float(start)}
+"""
+
+
+def test_checkpoint_survives_an_interrupted_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_ckpt=CHECKPOINTED)
+    first = pytester.runpytest_subprocess()
+    assert first.ret == pytest.ExitCode.INTERRUPTED
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    folder = pytester.path / ".ablation" / "checkpoints" / "test_ckpt"
+    [path] = folder.glob("default-a-seed0-*.pt")
+    assert path.read_text() == "9"
+    db = sqlite3.connect(pytester.path / ".ablation" / "results.sqlite")
+    [(metrics,)] = db.execute("SELECT metrics FROM runs WHERE status = 'done'").fetchall()
+    assert json.loads(metrics) == {"started_at": 4.0}  # resumed, not restarted
