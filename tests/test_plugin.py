@@ -557,3 +557,27 @@ def test_xdist_gives_the_same_verdicts(pytester: pytest.Pytester):
     tables = hypothesis_tables(serial.stdout.str())
     assert len(tables) == 2
     assert tables == hypothesis_tables(parallel.stdout.str())
+
+
+def test_synthetic_and_real_verdicts_side_by_side(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_tiers="""
+        import random
+        from harness import ablation
+
+        study = ablation(variants={"base": {}, "better": {"gain": 0.2}}, seeds=4,
+                         synthetic={"noise": [0.1, 0.2]}, real={"dataset": ["x"]})
+
+        @study
+        def test_t(run):
+            rng = random.Random(run.seed)
+            return {"acc": 0.5 + run.config.get("gain", 0) + rng.gauss(0, 0.01)}
+
+        study.expect("better > base", metric="acc")
+    """)
+    result = pytester.runpytest("--real")
+    result.assert_outcomes(passed=24 + 3)
+    result.stdout.fnmatch_lines([
+        "test_t · verdicts by tier",
+        "*hypothesis*synthetic*real*",
+        "*better>base[[]acc[]]*noise=0.1: SUPPORTED; noise=0.2: SUPPORTED*dataset=x: SUPPORTED*",
+    ])

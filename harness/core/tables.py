@@ -154,7 +154,30 @@ def session_sections(store: Any, session: str,
             [v for v in verdicts if (v["study"], setting_id(v["tier"], tuple(v["knobs"].items())))
              == (study, setting)],
             groups=options.get("tables"), minimize=tuple(options.get("minimize", ()))))
+    for study in dict.fromkeys(v["study"] for v in verdicts):
+        comparison = tier_comparison(study, [v for v in verdicts if v["study"] == study])
+        if comparison is not None:
+            sections.append(comparison)
     return sections
+
+
+def tier_comparison(study: str, verdicts: Sequence[dict]) -> Section | None:
+    """One row per hypothesis, one column per tier: the synthetic and the real verdicts side by
+    side (each setting's verdict when a tier sweeps knobs). None with fewer than two tiers."""
+    tiers = list(dict.fromkeys(v["tier"] for v in verdicts))
+    if len(tiers) < 2:
+        return None
+    rows = []
+    for hypothesis in dict.fromkeys(v["hypothesis"] for v in verdicts):
+        row: list[Any] = [hypothesis]
+        for tier in tiers:
+            found = [v for v in verdicts if v["hypothesis"] == hypothesis and v["tier"] == tier]
+            row.append("; ".join(
+                (f"{setting_id('', tuple(v['knobs'].items())).lstrip('-')}: " if v["knobs"]
+                 else "") + v["status"].upper() for v in found) or "not run")
+        rows.append(row)
+    return Section(study, "verdicts by tier",
+                   tables=[Table("verdicts by tier", ["hypothesis", *tiers], rows)])
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
