@@ -29,7 +29,9 @@ def train_and_score(run, chord_data, log):
     config = run.config
     model_config = ModelConfig(**{"feature_dim": chord_data.feature_dim, **config.get("model", {})})
     model = build_model(model_config, seed=run.seed, train_parts=config["parts"])
-    fit(model, chord_data.train, TrainConfig(**config.get("train", {})), seed=run.seed,
+    train_config = TrainConfig(**config.get("train", {}))
+    log.steps(train_config.steps)
+    fit(model, chord_data.train, train_config, seed=run.seed,
         log=lambda step, values: log(step, **values))
     return score_heads(model, chord_data.eval, parts=config["parts"],
                        label_shift=config.get("label_shift", 0))

@@ -16,7 +16,7 @@ import pytest
 
 from harness.core.study import RUN_ARG, RunSpec, Study
 from harness.core.verdicts import SettingResults
-from harness.items import SESSION_KEY, RunContext, obtain_setting, run_context
+from harness.items import SESSION_KEY, RunContext, StepLog, obtain_setting, run_context
 
 
 @pytest.fixture(name=RUN_ARG)
@@ -61,8 +61,9 @@ def tier(run: RunSpec) -> str:
 
 
 @pytest.fixture
-def log(_ablation_run: RunContext) -> Callable[..., None]:
-    """`log(step, loss=0.3, ...)`: per-step training metrics (W&B with --wandb, local run log)."""
+def log(_ablation_run: RunContext) -> StepLog:
+    """`log(step, loss=0.3, ...)`: per-step training metrics (local run log, W&B with --wandb,
+    progress bar); `log.steps(n)` declares the step budget for the progress bar's ETA."""
     return _ablation_run.log
 
 

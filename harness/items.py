@@ -24,6 +24,22 @@ RUN_FIXTURES = ("run", "variant", "seed", "config", "knobs", "tier", "log", "dev
                 "checkpoint")
 
 
+class StepLog:
+    """`log(step, loss=0.3)`: per-step metrics to the run log, W&B and the progress bar;
+    `log.steps(1000)` declares the step budget, for the progress bar's ETA."""
+
+    def __init__(self, context: RunContext) -> None:
+        self._context = context
+
+    def __call__(self, step: int, **values: float) -> None:
+        if self._context._log is not None:
+            self._context._log.log(step, **values)
+        self._context.session.progress.update(step, values)
+
+    def steps(self, total: int) -> None:
+        self._context.session.progress.steps(total)
+
+
 class RunContext:
     """One run as the test body sees it (through the `run`, `log`, ... fixtures)."""
 
@@ -31,6 +47,7 @@ class RunContext:
         self.session, self.study, self.spec = session, study, spec
         self.record: RunRecord | None = None
         self._log = None
+        self.log = StepLog(self)
 
     def execute(self, body: Callable[[], Any]) -> RunRecord:
         """Obtain the run (exactly once per session); tracking starts only if it is computed."""
@@ -40,11 +57,14 @@ class RunContext:
             if self._log is not None:
                 self._log.finish({}, status="failed")
             raise
+        finally:
+            self.session.progress.finish()
         if self._log is not None:
             self._log.finish(self.record.metrics)
         return self.record
 
     def _start(self) -> None:
+        self.session.progress.start(self.spec.id)
         tracker = self.session.tracker
         if tracker is not None:
             name = "-".join([f"{self.spec.variant}-seed{self.spec.seed}",
@@ -59,11 +79,6 @@ class RunContext:
                         "fingerprint": self.session.fingerprint(self.study, self.spec)}
             self._log = tracker.start(study=self.spec.study, name=name, config=config,
                                       metadata=metadata)
-
-    def log(self, step: int, **values: float) -> None:
-        """Per-step training metrics: to W&B and the local run log when tracking is on."""
-        if self._log is not None:
-            self._log.log(step, **values)
 
     def fixture(self, name: str) -> Any:
         """Values of the run fixtures (`run`, `variant`, `seed`, `config`, `knobs`, ...)."""

@@ -6,6 +6,7 @@ Registered through the `pytest11` entry point, so installing the package is enou
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from harness import devices
 from harness.core.study import RUN_ARG, RunSpec
 from harness.core.tables import render_text, session_sections, write_markdown
 from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
+from harness.progress import Progress
 from harness.session import AblationSession, new_session_id
 from harness.tracking import Tracker, default_project
 
@@ -55,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "<rootdir name>-ablations, apart from production training)")
     group.addoption("--wandb-mode", choices=("offline", "online", "disabled"),
                     help="W&B mode (default offline; WANDB_MODE wins)")
+    group.addoption("--ablation-progress", choices=("auto", "on", "off"), default="auto",
+                    help="a progress bar per run (step, loss, ETA) with the session's run count; "
+                         "auto: on a terminal without xdist (default)")
     parser.addini("ablation_store", "SQLite results store, relative to the rootdir",
                   default=".ablation/results.sqlite")
     parser.addini("ablation_wandb", "log every run to W&B (like --wandb)", type="bool",
@@ -106,7 +111,8 @@ def pytest_configure(config: pytest.Config) -> None:
                               rootdir=config.rootpath, reuse=config.getoption("reuse"),
                               seed_offset=config.getoption("seed_offset"), worker=worker,
                               device=device, device_label=label,
-                              tracker=_tracker(config, store_path, session_id))
+                              tracker=_tracker(config, store_path, session_id),
+                              progress=_progress(config))
     config.stash[SESSION_KEY] = session
     if not _is_worker(config):
         session.begin(list(config.invocation_params.args))
@@ -120,6 +126,42 @@ def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracke
     return Tracker(run_dir=store_path.parent / "runs" / session_id,
                    wandb=config.getini("ablation_wandb") if wandb is None else wandb,
                    project=project, job_id=session_id, mode=config.getoption("wandb_mode"))
+
+
+class _Terminal:
+    """A file for progress bars that writes past pytest's output capture, like live logging."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._capture = config.pluginmanager.getplugin("capturemanager")
+        self._stream = sys.stderr  # during pytest_configure capture is suspended: the terminal
+
+    def write(self, text: str) -> int:
+        if self._capture is None:
+            return self._stream.write(text)
+        with self._capture.global_and_fixture_disabled():
+            written = self._stream.write(text)
+            self._stream.flush()
+        return written
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _progress(config: pytest.Config) -> Progress:
+    choice = config.getoption("ablation_progress")
+    numprocesses = getattr(config.option, "numprocesses", None)
+    enabled = choice == "on" or (choice == "auto" and sys.stderr.isatty() and not numprocesses
+                                 and not _is_worker(config))
+    return Progress(enabled=enabled, file=_Terminal(config))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The session's run count for the progress display."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.progress.total_runs = sum(_tier(item) is not None
+                                        and not isinstance(item, HypothesisItem)
+                                        for item in session.items)
 
 
 @pytest.hookimpl(optionalhook=True)

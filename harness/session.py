@@ -21,6 +21,7 @@ from harness.core.provenance import fingerprint, git_commit, host
 from harness.core.runs import RunCoordinator
 from harness.core.store import Owner, RunRecord, Store
 from harness.core.study import RunSpec, Study
+from harness.progress import Progress
 
 
 def new_session_id() -> str:
@@ -51,7 +52,8 @@ class AblationSession:
 
     def __init__(self, *, store_path: Path, session_id: str, rootdir: Path, reuse: bool,
                  seed_offset: int, worker: str, device: str | None = None,
-                 device_label: str | None = None, tracker: Any = None) -> None:
+                 device_label: str | None = None, tracker: Any = None,
+                 progress: Progress | None = None) -> None:
         self.store = Store(store_path)
         self.session_id = session_id
         self.rootdir = rootdir
@@ -59,6 +61,7 @@ class AblationSession:
         self.seed_offset = seed_offset
         self._device, self._device_label = device, device_label
         self.tracker = tracker
+        self.progress = progress or Progress(enabled=False)
         self.owner = Owner(host=host(), pid=os.getpid(), worker=worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)

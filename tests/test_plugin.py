@@ -581,3 +581,24 @@ def test_synthetic_and_real_verdicts_side_by_side(pytester: pytest.Pytester) -> 
         "*hypothesis*synthetic*real*",
         "*better>base[[]acc[]]*noise=0.1: SUPPORTED; noise=0.2: SUPPORTED*dataset=x: SUPPORTED*",
     ])
+
+
+def test_progress_bar_per_run_with_the_session_count(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_prog="""
+        from harness import ablation
+
+        study = ablation(variants={"a": {}, "b": {}}, seeds=1)
+
+        @study
+        def test_p(run, log):
+            log.steps(4)
+            for step in range(1, 5):
+                log(step, loss=1.0 / step)
+            return {"acc": 1.0}
+    """)
+    shown = pytester.runpytest_subprocess("--ablation-progress", "on")
+    shown.assert_outcomes(passed=2)
+    shown.stderr.fnmatch_lines(["*[[]runs 1/2[]] default-a-seed0*4/4*loss=0.25*",
+                                "*[[]runs 2/2[]] default-b-seed0*"])
+    quiet = pytester.runpytest_subprocess()  # auto: not a terminal here, so no bars
+    assert "[runs" not in quiet.stderr.str()
