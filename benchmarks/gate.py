@@ -94,6 +94,16 @@ def startup_costs() -> str:
             f"(scipy, mir_eval) {rest_s:.2f} s.")
 
 
+class _NoLog:
+    """Stands in for the `log` fixture outside pytest."""
+
+    def __call__(self, step: int, **values: float) -> None:
+        pass
+
+    def steps(self, total: int) -> None:
+        pass
+
+
 def profile_one_run() -> str:
     """cProfile of one combined run, grouped into the stages a newcomer would look for."""
     sys.path.insert(0, str(ROOT))
@@ -109,7 +119,7 @@ def profile_one_run() -> str:
     profiler = cProfile.Profile()
     start = time.perf_counter()
     profiler.enable()
-    train_and_score(spec, synthetic_data(dict(spec.config), 0), lambda step, **v: None)
+    train_and_score(spec, synthetic_data(dict(spec.config), 0), _NoLog())
     profiler.disable()
     total = time.perf_counter() - start
     stages = {"data generation": "make_dataset", "training (fit)": "fit",
