@@ -122,7 +122,9 @@ def test_local_log_needs_no_wandb(tmp_path: Path) -> None:
     assert (summary["study"], summary["name"], summary["status"]) == (
         "heads", "combined-seed1", "failed")
     assert summary["started"] <= summary["finished"]
-    assert sorted(p.name for p in folder.iterdir()) == ["steps.jsonl", "summary.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "metadata.json", "steps.jsonl", "summary.json"]
+    assert json.loads((folder / "config.json").read_text()) == CONFIG
     assert not (tmp_path / "runs" / "wandb").exists()
 
 
