@@ -45,25 +45,28 @@ class RunContext:
 
     def __init__(self, session: AblationSession, study: Study, spec: RunSpec) -> None:
         self.session, self.study, self.spec = session, study, spec
-        self.record: RunRecord | None = None
+        self._computing = False
         self._log = None
         self.log = StepLog(self)
 
     def execute(self, body: Callable[[], Any]) -> RunRecord:
-        """Obtain the run (exactly once per session); tracking starts only if it is computed."""
+        """Obtain the run (exactly once per session); progress and tracking only follow a run
+        that is computed here, not one read from the session or the store."""
         try:
-            self.record = self.session.obtain(self.study, self.spec, body, on_start=self._start)
+            record = self.session.obtain(self.study, self.spec, body, on_start=self._start)
         except BaseException:
             if self._log is not None:
                 self._log.finish({}, status="failed")
             raise
         finally:
-            self.session.progress.finish()
+            if self._computing:
+                self.session.progress.finish()
         if self._log is not None:
-            self._log.finish(self.record.metrics)
-        return self.record
+            self._log.finish(record.metrics)
+        return record
 
     def _start(self) -> None:
+        self._computing = True
         self.session.progress.start(self.spec.id)
         tracker = self.session.tracker
         if tracker is not None:
