@@ -75,7 +75,9 @@ def test_frame_labels_are_the_lab_sampled_at_frame_times(real_songs):
         intervals = np.array([[float(start), float(end)] for start, end, _ in rows])
         labels = [label for _, _, label in rows]
         ref_intervals, ref_labels = song.reference()
-        np.testing.assert_array_equal(ref_intervals, intervals)
+        # the .lab times, with rounding overlaps (~1e-13 s) snapped so mir_eval accepts them
+        np.testing.assert_allclose(ref_intervals, intervals, rtol=0, atol=1e-9)
+        assert np.all(ref_intervals[1:, 0] >= ref_intervals[:-1, 1])
         assert ref_labels == labels
         sampled = mir_eval.util.interpolate_intervals(intervals, labels, song.times, "X")
         expected = [DEFAULT_VOCAB.reduce(label) for label in sampled]
@@ -231,3 +233,13 @@ def test_a_malformed_chroma_line_is_named_by_file_and_line(tmp_path, row, proble
     csv.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=f"{re.escape(f'{csv}:3: ')}.*{problem}"):
         billboard.load_song(tmp_path, "0001", DEFAULT_VOCAB)
+
+
+def test_mir_eval_accepts_the_real_references(real_songs):
+    """.lab times overlap by ~1e-13 s; the reference handed to mir_eval must not."""
+    from harness.chords.metrics import score_song
+
+    for song in real_songs:
+        intervals, labels = song.reference()
+        scores = score_song(intervals, labels, intervals, labels)
+        assert scores["majmin"] == pytest.approx(1.0) and scores["seg"] == pytest.approx(1.0)

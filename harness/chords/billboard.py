@@ -157,7 +157,7 @@ def load_song(
         intervals=intervals,
         frame_rate=(len(times) - 1) / float(times[-1] - times[0]),
         times=times,
-        ref_intervals=ref_intervals,
+        ref_intervals=_contiguous(ref_intervals),
         ref_labels=[X_LABEL if isinstance(by_label[lb], str) else lb for lb in raw_labels],
         reductions=dict(reductions),
         unmapped={k: v for k, v in unmapped.items() if v},
@@ -328,6 +328,15 @@ def _parse_lab(path: Path, data: bytes) -> tuple[np.ndarray, list[str], list[int
     if not labels:
         raise DataError(f"{path}: no segment (expected lines 'start<TAB>end<TAB>label')")
     return np.array(intervals, dtype=np.float64), labels, lines
+
+
+def _contiguous(intervals: np.ndarray) -> np.ndarray:
+    """Snap each start to the previous end: .lab times overlap by ~1e-13 s (rounding), which
+    mir_eval refuses ("Chord Intervals must not overlap"). Frames are sampled from the raw times."""
+    snapped = intervals.copy()
+    snapped[1:, 0] = np.maximum(snapped[1:, 0], snapped[:-1, 1])
+    snapped[:, 1] = np.maximum(snapped[:, 1], snapped[:, 0])
+    return snapped
 
 
 def _reduce(vocab: Vocabulary, label: str) -> int | str | None:
