@@ -51,6 +51,7 @@ class ModelConfig:
     ar_kernel: int = 3  # (odd) frames seen by one output of the AR part's frame classifier
     read_frames: int = 3  # frames the AR decoder reads after a segment start
     segment_rate: float = 0.15  # initial chance that a segment ends at a given frame
+    decode_frames: int = 0  # > 0: the AR part decodes songs in windows of this many frames
 
 
 def _conv(in_dim: int, out_dim: int, kernel: int) -> nn.Conv1d:
@@ -187,13 +188,44 @@ class ARPart(nn.Module):
     def greedy(self, features: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Greedy decoding: each song's chords up to its first EOS.
 
-        A segment lasts at least one frame, so T + 1 steps bound the decoding.
+        With ``decode_frames``, songs longer than that are decoded in windows of that many
+        frames and the windows' sequences joined (a chord cut by a window edge counted once).
+        Real songs hold ~100 chords: over so many segments the start distribution spreads over
+        hundreds of frames and reads blur, and once its mass passes the end without an EOS
+        nothing is left to read and the bigram loops to the last frame. Windows as long as the
+        training crops keep decoding in the conditions the part was trained in.
+        """
+        size = self.config.decode_frames
+        if size <= 0 or features.shape[1] <= size:
+            return self._greedy(features, lengths)
+        pieces, owners = [], []
+        for song, length in enumerate(lengths.tolist()):
+            for start in range(0, length, size):
+                pieces.append(features[song, start : min(start + size, length)])
+                owners.append(song)
+        decoded = self._greedy(
+            nn.utils.rnn.pad_sequence(pieces, batch_first=True),
+            torch.tensor([len(piece) for piece in pieces]),
+        )
+        rows: list[list[int]] = [[] for _ in lengths]
+        for song, sequence in zip(owners, decoded, strict=True):
+            joined = rows[song] and sequence and rows[song][-1] == sequence[0]
+            rows[song].extend(sequence[1:] if joined else sequence)
+        return rows
+
+    def _greedy(self, features: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Greedy decoding of whole songs (``greedy`` without windows).
+
+        A segment lasts at least one frame, so T + 1 steps bound the decoding. An untrained or
+        poor head can take all of them on a long real song (thousands): each step must then
+        stay O(B x T), which is why ``done`` is kept instead of re-scanning what was emitted.
         """
         eos = self.config.num_classes
         log_probs = _over_frames(self.classifier, features)
         values = self.values(log_probs, lengths)
         starts = self.first_start(*log_probs.shape[:2])
         token = torch.full((len(lengths),), eos)  # BOS
+        done = torch.zeros(len(lengths), dtype=torch.bool)
         emitted = []
         for _ in range(int(lengths.max()) + 1):
             if emitted:
@@ -203,7 +235,8 @@ class ARPart(nn.Module):
             logits = self.read(starts.unsqueeze(1), values)[:, 0] + self.bigram(token)
             token = logits.argmax(-1)
             emitted.append(token)
-            if (torch.stack(emitted, 1) == eos).any(1).all():
+            done |= token == eos
+            if done.all():
                 break
         rows = torch.stack(emitted, dim=1).tolist()
         return [row[: row.index(eos)] if eos in row else row for row in rows]
