@@ -23,16 +23,27 @@ TABLES = {
 NOISE = [0.4, 0.5]  # per-frame decisions noisy, segment-level ones easy (docs/benchmarks.md)
 SEEDS = 5  # paired t-test with Holm over 4 hypotheses: 5 seeds decide robustly
 
+# Billboard chroma: ~21.5 frames/s, chords ~38 frames (median), songs of 3,000-6,000 frames.
+# Wider kernels, training on 600-frame windows, windowed AR decoding, checkpoints every 100
+# steps (an interrupted --real session resumes). Chosen in benchmarks/real_run.py.
+REAL = {
+    "model": {"ctc_kernel": 9, "ar_kernel": 9, "read_frames": 8, "segment_rate": 0.03,
+              "decode_frames": 600},
+    "train": {"steps": 600, "batch_size": 16, "lr": 0.001, "crop_frames": 600, "log_every": 50,
+              "checkpoint_every": 100},
+}
 
-def train_and_score(run, chord_data, log):
+
+def train_and_score(run, chord_data, log, checkpoint=None):
     """One run: fresh model from the run's seed, train the variant's parts, score every head."""
     config = run.config
-    model_config = ModelConfig(**{"feature_dim": chord_data.feature_dim, **config.get("model", {})})
+    model_config = ModelConfig(feature_dim=chord_data.feature_dim, **config.get("model", {}))
     model = build_model(model_config, seed=run.seed, train_parts=config["parts"])
     train_config = TrainConfig(**config.get("train", {}))
     log.steps(train_config.steps)
     fit(model, chord_data.train, train_config, seed=run.seed,
-        log=lambda step, values: log(step, **values))
+        log=lambda step, values: log(step, **values),
+        checkpoint=checkpoint if train_config.checkpoint_every else None)
     return score_heads(model, chord_data.eval, parts=config["parts"],
                        label_shift=config.get("label_shift", 0))
 
@@ -46,14 +57,15 @@ heads = ablation(
     seeds=SEEDS,
     synthetic={"noise_sigma": NOISE},
     real={"dataset": ["billboard"]},
+    tier_config={"real": REAL},
     tables=TABLES,
     code=["harness.chords"],
 )
 
 
 @heads
-def test_chord_heads(run, chord_data, log):
-    return train_and_score(run, chord_data, log)
+def test_chord_heads(run, chord_data, log, checkpoint):
+    return train_and_score(run, chord_data, log, checkpoint)
 
 
 # Joint decoding gives cleaner labels than per-frame CTC decisions ...

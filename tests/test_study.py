@@ -478,3 +478,19 @@ def test_flatten_bad_key(key):
 def test_flatten_error_names_its_origin():
     with pytest.raises(MetricsError, match=r"^test_x\[default-a-seed0\] returned None"):
         flatten(None, origin="test_x[default-a-seed0]")
+
+
+def test_tier_config_is_merged_between_base_and_variant() -> None:
+    study = Study(variants={"a": {"train": {"lr": 0.1}}, "b": {}}, seeds=1,
+                  tiers={"synthetic": {}, "real": {}},
+                  base={"train": {"steps": 10, "lr": 0.01}},
+                  tier_config={"real": {"train": {"steps": 600}}})
+    configs = {(s.tier, s.variant): s.config for s in study.runs()}
+    assert configs[("synthetic", "b")] == {"train": {"steps": 10, "lr": 0.01}}
+    assert configs[("real", "b")] == {"train": {"steps": 600, "lr": 0.01}}
+    assert configs[("real", "a")] == {"train": {"steps": 600, "lr": 0.1}}
+
+
+def test_tier_config_for_an_unknown_tier_is_an_error() -> None:
+    with pytest.raises(StudyError, match=r"tier_config names tiers \['rael'\]"):
+        Study(variants={"a": {}}, tiers={"real": {}}, tier_config={"rael": {}})

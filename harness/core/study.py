@@ -134,6 +134,8 @@ class Study:
         tiers: tier name -> knobs (knob name -> list of values); the runs of a tier cover the
             cartesian product of its knobs. The tier "real" only runs under `--real`.
         base: config shared by all variants.
+        tier_config: tier name -> config merged over `base` for that tier's runs (before the
+            variant overrides), e.g. a bigger training budget for real data.
         name: defaults to the decorated test function's name.
         correction: multiplicity correction over the hypotheses of one tier and knob setting
             ("holm", "bonferroni" or "none").
@@ -147,7 +149,9 @@ class Study:
 
     def __init__(self, *, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
                  tiers: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
-                 base: Mapping[str, Any] | None = None, name: str | None = None,
+                 base: Mapping[str, Any] | None = None,
+                 tier_config: Mapping[str, Mapping[str, Any]] | None = None,
+                 name: str | None = None,
                  correction: str = "holm",
                  tables: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  minimize: Sequence[str] = (), code: Sequence[str] = (), where: str | None = None):
@@ -157,6 +161,11 @@ class Study:
         self.seeds = self._check_seeds(seeds)
         self.tiers = self._check_tiers(tiers if tiers is not None else {DEFAULT_TIER: {}})
         self.base = dict(base or {})
+        self.tier_config = {tier: dict(config) for tier, config in (tier_config or {}).items()}
+        unknown = sorted(set(self.tier_config) - set(self.tiers))
+        if unknown:
+            self._fail(f"tier_config names tiers {unknown} that the study does not have "
+                       f"({', '.join(self.tiers)})")
         if correction not in CORRECTIONS:
             self._fail(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
         self.correction = correction
@@ -297,7 +306,8 @@ class Study:
                 yield name, tuple(zip(knobs, values, strict=True))
 
     def spec(self, tier: str, knobs: Knobs, variant: str, seed: int) -> RunSpec:
-        config = _deep_merge(self.base, self.variants[variant])
+        config = _deep_merge(_deep_merge(self.base, self.tier_config.get(tier, {})),
+                             self.variants[variant])
         config.update(dict(knobs))
         return RunSpec(self.name or "", tier, knobs, variant, seed, config)
 
@@ -325,9 +335,10 @@ def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence
         heads = ablation(variants={...}, seeds=3,
                          synthetic={"noise_sigma": [0.5, 1.0]}, real={"dataset": ["billboard"]})
 
-    Other keywords (base, name, correction, tables, minimize, code) are passed to `Study`.
+    Other keywords (base, tier_config, name, correction, tables, minimize, code) are passed to
+    `Study`.
     """
-    study_options = {k: options.pop(k) for k in
-                     ("base", "name", "correction", "tables", "minimize", "code") if k in options}
+    study_options = {k: options.pop(k) for k in ("base", "tier_config", "name", "correction",
+                                                 "tables", "minimize", "code") if k in options}
     return Study(variants=variants, seeds=seeds, tiers=options or None, where=_caller(),
                  **study_options)
