@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from harness import ablation
 from harness.chords.evaluation import score_heads
+from harness.chords.fixtures import data_metrics
 from harness.chords.model import ModelConfig, build_model
 from harness.chords.train import TrainConfig, fit
 
 TABLES = {
     "alignment": ["frame_acc", "seg", "overseg", "underseg"],
     "labels": ["root", "thirds", "majmin", "mirex", "sevenths", "tetrads", "seq_err"],
+    "data": ["unmapped_share"],
 }
 NOISE = [0.4, 0.5]  # per-frame decisions noisy, segment-level ones easy (docs/benchmarks.md)
 SEEDS = 5  # paired t-test with Holm over 4 hypotheses: 5 seeds decide robustly
@@ -44,8 +46,12 @@ def train_and_score(run, chord_data, log, checkpoint=None):
     fit(model, chord_data.train, train_config, seed=run.seed,
         log=lambda step, values: log(step, **values),
         checkpoint=checkpoint if train_config.checkpoint_every else None)
-    return score_heads(model, chord_data.eval, parts=config["parts"],
-                       label_shift=config.get("label_shift", 0))
+    metrics = score_heads(model, chord_data.eval, parts=config["parts"],
+                          label_shift=config.get("label_shift", 0))
+    extra = data_metrics(chord_data)  # real tier: frames the vocabulary cannot map
+    if extra:
+        metrics["data"] = extra
+    return metrics
 
 
 heads = ablation(

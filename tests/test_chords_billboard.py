@@ -243,3 +243,18 @@ def test_mir_eval_accepts_the_real_references(real_songs):
         intervals, labels = song.reference()
         scores = score_song(intervals, labels, intervals, labels)
         assert scores["majmin"] == pytest.approx(1.0) and scores["seg"] == pytest.approx(1.0)
+
+
+def test_real_without_data_is_one_clear_usage_error(tmp_path):
+    """`pytest ablation_tests --real` with a missing root: one error naming it, no run starts."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    missing = tmp_path / "no-billboard-here"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "ablation_tests", "--real",
+                           "--billboard-root", str(missing), "-p", "no:cacheprovider",
+                           "--ablation-store", str(tmp_path / "s.sqlite")],
+                          cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest's usage error
+    assert str(missing) in proc.stderr and "--billboard-root" in proc.stderr

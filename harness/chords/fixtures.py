@@ -65,6 +65,24 @@ def real_data(root: Path, cache_dir: Path) -> ChordData:
                      billboard.mapping_report(songs.values()))
 
 
+def data_metrics(data: ChordData) -> dict[str, float]:
+    """What the data itself says about a run: the share of frames outside the vocabulary."""
+    if "unmapped_share" not in data.notes:
+        return {}
+    return {"unmapped_share": float(data.notes["unmapped_share"]),
+            "frames": float(data.notes["frames"])}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under --real, one clear error up front when the Billboard root is missing or malformed,
+    instead of one failure per real run."""
+    if session.config.getoption("real"):
+        try:
+            billboard.find_songs(billboard_root(session.config))
+        except billboard.DataError as exc:
+            raise pytest.UsageError(f"--real: {exc}") from None
+
+
 def billboard_root(config: pytest.Config) -> Path:
     value = (config.getoption("billboard_root") or os.environ.get("ABLATION_BILLBOARD_ROOT")
              or config.getini("billboard_root"))
