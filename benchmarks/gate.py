@@ -152,6 +152,11 @@ def speed(args: argparse.Namespace) -> None:
                           for (s, v), d in per_variant.items()],
                          ["study", "variant", "runs", "mean s/run", "max s/run"],
                          tablefmt="github"))
+    serial_busy = sum(row["duration"] for row in results["0"][2])
+    parallel_busy = sum(row["duration"] for row in results["2"][2])
+    body.append(f"\nTraining + scoring time summed over all runs: {serial_busy:.1f} s with `-n 0`, "
+                f"{parallel_busy:.1f} s with `-n 2` (two busy processes make each run "
+                f"{100 * (parallel_busy / serial_busy - 1):.0f}% slower on this machine).\n")
     first = defaultdict(list)
     for row in results["2"][2]:
         first[row["worker"]].append(seconds(row["session_start"], row["started_at"]))
