@@ -87,8 +87,7 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
             raise LookupError(f"study {study.name!r} has no setting tier={tier!r} knobs={knobs}")
         tier_name, knob_values = settings[0]
         runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants))
-        offset = request.config.stash[SESSION_KEY].seed_offset
-        return SettingResults(study, runs, [s + offset for s in study.seeds])
+        return SettingResults(study, runs, request.config.stash[SESSION_KEY].seeds(study))
 
     return results
 

@@ -176,8 +176,7 @@ class HypothesisItem(pytest.Function):
         study, tier, knobs = parent.study, parent.tier, parent.knobs
         session = self.config.stash[SESSION_KEY]
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
-        seeds = [s + session.seed_offset for s in study.seeds]
-        results = decide_setting(study, runs, seeds)
+        results = decide_setting(study, runs, session.seeds(study))
         session.store.save_verdicts(session.session_id,
                                     [r.row(study.name or "", tier, knobs) for r in results])
         mine = next(r for r in results if r.hypothesis == self.hypothesis)

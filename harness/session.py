@@ -113,6 +113,10 @@ class AblationSession:
                   "seed": spec.seed}
         return fingerprint(config, self.code_files(study))
 
+    def seeds(self, study: Study) -> list[int]:
+        """The study's seeds in this session (shifted by --seed-offset)."""
+        return [seed + self.seed_offset for seed in study.seeds]
+
     def checkpoint_path(self, study: Study, spec: RunSpec) -> Path:
         """Where a run keeps its training checkpoint: beside the store, named by run and
         fingerprint, so an interrupted run resumes in a later session only with the same code
