@@ -77,8 +77,18 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+GPUS_KEY = pytest.StashKey[list[str]]()
+
+
 def _gpus(config: pytest.Config) -> list[str]:
-    """The GPUs to spread workers over (controller side: it may count them with torch)."""
+    """The GPUs to spread workers over, looked up once (controller side: it may count them
+    with torch)."""
+    if GPUS_KEY not in config.stash:
+        config.stash[GPUS_KEY] = _find_gpus(config)
+    return config.stash[GPUS_KEY]
+
+
+def _find_gpus(config: pytest.Config) -> list[str]:
     listed = config.getoption("ablation_devices")
     if listed:
         try:
@@ -167,11 +177,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: every worker shares the session and gets the GPU list to pick from."""
-    config = node.config
-    if not hasattr(config, "_ablation_gpus"):
-        config._ablation_gpus = _gpus(config)
-    node.workerinput["ablation_session"] = config.stash[SESSION_KEY].session_id
-    node.workerinput["ablation_gpus"] = config._ablation_gpus
+    node.workerinput["ablation_session"] = node.config.stash[SESSION_KEY].session_id
+    node.workerinput["ablation_gpus"] = _gpus(node.config)
 
 
 @pytest.hookimpl(optionalhook=True)
