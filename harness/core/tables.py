@@ -75,7 +75,7 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                   minimize: tuple[str, ...] = ()) -> Section:
     """Tables for one study at one setting from its run records (done or failed).
 
-    `groups` picks the tables (metric groups) and, as a dict, their columns in order; every
+    `groups` picks the tables (metric groups) in order and, as a dict, their columns; every
     metric still goes into the long-format summary (CSV, JSON).
     """
     section = Section(study, setting, verdicts=list(verdicts))
@@ -90,9 +90,9 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
             names = layout.setdefault(group, {}).setdefault(head, [])
             if name not in names:
                 names.append(name)
-    for group, heads in layout.items():
-        if groups is not None and group not in groups:
-            continue
+    order = list(layout) if groups is None else [g for g in groups if g in layout]
+    for group in order:  # the study's order of tables, else the metrics' own
+        heads = layout[group]
         names = list(dict.fromkeys(n for ns in heads.values() for n in ns))
         shown = [n for n in groups[group] if n in names] if isinstance(groups, Mapping) else names
         with_head = any(h != "-" for h in heads)
