@@ -37,9 +37,10 @@ def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         assert torch.equal(a[name], b[name]), name
 
 
-def mean_weight(model) -> float:
-    """A validation score that changes with every step (any function of the weights would do)."""
-    return float(model.ctc.encoder.weight.detach().mean())
+def mean_weights(model) -> dict[str, float]:
+    """Validation scores that change with every step (any function of the weights would do)."""
+    return {part: float(next(getattr(model, part).parameters()).detach().mean())
+            for part in PARTS}
 
 
 def interrupt_at(step: int):
@@ -52,7 +53,7 @@ def interrupt_at(step: int):
 
 @pytest.mark.parametrize("config", [TRAIN, CROPPED], ids=["whole_songs", "cropped_validated"])
 def test_interrupted_and_resumed_run_ends_bitwise_like_a_straight_one(songs, config, tmp_path):
-    validate = mean_weight if config.validate_every else None
+    validate = mean_weights if config.validate_every else None
     straight = build_model(CONFIG, seed=7, train_parts=PARTS)
     expected = fit(straight, songs, config, seed=7, validate=validate)
 
@@ -130,12 +131,14 @@ def test_an_unreadable_checkpoint_is_refused_naming_the_file(songs, tmp_path):
         fit(build_model(CONFIG, seed=0, train_parts=["ctc"]), songs, TRAIN, seed=0, checkpoint=path)
 
 
-def test_validation_restores_the_best_scoring_weights(songs):
+def test_validation_restores_each_parts_best_scoring_weights(songs):
     config = TrainConfig(steps=8, batch_size=4, validate_every=2, log_every=100)
-    scores = {2: 0.3, 4: 0.9, 6: 0.5, 8: 0.9}  # step 4 is best; step 8 only ties it
+    # ctc is best at step 4 (step 8 only ties it), ar at step 6
+    scores = {2: {"ctc": 0.3, "ar": 0.1}, 4: {"ctc": 0.9, "ar": 0.2},
+              6: {"ctc": 0.5, "ar": 0.7}, 8: {"ctc": 0.9, "ar": 0.4}}
     seen: dict[int, dict[str, torch.Tensor]] = {}
 
-    def validate(model) -> float:
+    def validate(model) -> dict[str, float]:
         step = 2 * (len(seen) + 1)
         seen[step] = state(model)
         return scores[step]
@@ -143,17 +146,44 @@ def test_validation_restores_the_best_scoring_weights(songs):
     logged = []
 
     def log(step: int, values: dict) -> None:
-        logged.append((step, values.get("val_score")))
+        logged.append((step, values.get("val/ctc"), values.get("val/ar")))
 
     model = build_model(CONFIG, seed=4, train_parts=PARTS)
     result = fit(model, songs, config, seed=4, validate=validate, log=log)
 
     assert sorted(seen) == [2, 4, 6, 8]
-    assert (result["best_step"], result["best_score"]) == (4, 0.9)
+    assert (result["best_step/ctc"], result["best_score/ctc"]) == (4, 0.9)
+    assert (result["best_step/ar"], result["best_score/ar"]) == (6, 0.7)
     assert {"loss/ctc", "loss/ar"} < result.keys()
-    assert_bitwise_equal(state(model), seen[4])
+    final = state(model)
+    assert_bitwise_equal({k: v for k, v in final.items() if k.startswith("ctc.")},
+                         {k: v for k, v in seen[4].items() if k.startswith("ctc.")})
+    assert_bitwise_equal({k: v for k, v in final.items() if k.startswith("ar.")},
+                         {k: v for k, v in seen[6].items() if k.startswith("ar.")})
     assert not torch.equal(seen[4]["ctc.encoder.weight"], seen[8]["ctc.encoder.weight"])
-    assert logged == [(2, 0.3), (4, 0.9), (6, 0.5), (8, 0.9)]
+    assert logged == [(2, 0.3, 0.1), (4, 0.9, 0.2), (6, 0.5, 0.7), (8, 0.9, 0.4)]
+
+
+def test_selection_keeps_the_parts_decoupled(songs):
+    """Combined's CTC part ends exactly as ctc_only's: one part's scores never move the other."""
+    config = TrainConfig(steps=6, batch_size=4, validate_every=2, log_every=100)
+
+    def validate(model) -> dict[str, float]:
+        return {part: -float(next(getattr(model, part).parameters()).detach().abs().sum())
+                for part in ("ctc", "ar") if next(getattr(model, part).parameters()).requires_grad}
+
+    alone = build_model(CONFIG, seed=5, train_parts=["ctc"])
+    both = build_model(CONFIG, seed=5, train_parts=PARTS)
+    fit(alone, songs, config, seed=5, validate=validate)
+    fit(both, songs, config, seed=5, validate=validate)
+    assert_bitwise_equal(state(alone.ctc), state(both.ctc))
+
+
+def test_validation_must_score_every_trained_part(songs):
+    config = TrainConfig(steps=2, batch_size=4, validate_every=1)
+    model = build_model(CONFIG, seed=0, train_parts=PARTS)
+    with pytest.raises(ValueError, match=r"score for each trained part \['ctc', 'ar'\]"):
+        fit(model, songs, config, seed=0, validate=lambda m: {"ctc": 1.0})
 
 
 def test_without_validation_the_result_is_the_last_losses(songs):

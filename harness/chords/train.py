@@ -15,8 +15,9 @@ Real-tier runs last minutes, so fit can also:
   ends; a finished run's file makes the call a cheap reload. The file carries a signature of
   everything that shapes the trajectory (train config, model config and parameter shapes, parts,
   seed, songs): resuming someone else's run would silently mix two experiments, so it is refused.
-- select (``validate=fn``, every ``validate_every`` steps and at the end): keep the weights that
-  score best and load them at the end.
+- select (``validate=fn``, every ``validate_every`` steps and at the end): keep, part by part,
+  the weights that score best and load them at the end. Per part, because a shared choice of step
+  would couple the parts again: combined's CTC part would then depend on its AR part's scores.
 - crop (``crop_frames``): train on random windows of long songs. The AR loss costs time and memory
   linear in frames x segments, so whole Billboard songs (~4,500 frames, ~100 segments) make a
   step ~50x dearer than a window of 600 frames; windows also give more, less correlated batches.
@@ -45,7 +46,7 @@ from harness.chords.synthetic import Song
 # is start-up cost and not charged to whichever run happens to come first.
 torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: best weights kept per part
 # How often things happen, not what happens: changing them on resume leaves the weights alone.
 _NOT_IN_SIGNATURE = ("log_every", "checkpoint_every")
 
@@ -143,10 +144,11 @@ def fit(
     ``log_every`` steps and at the last one.
 
     ``checkpoint``: a file to save to and resume from (module docstring). ``validate``: scores
-    the model (higher is better) every ``validate_every`` steps and at the last; the best-scoring
-    weights (the earliest among ties) end in the model, and the result gains ``best_step`` and
-    ``best_score``; steps that validate also log ``val_score``. After an interruption, steps
-    since the last checkpoint are trained (and logged) again.
+    each trained part, ``{"ctc": ..., "ar": ...}`` (higher is better), every ``validate_every``
+    steps and at the last; each part's best-scoring weights (the earliest among ties) end in the
+    model, and the result gains ``best_step/<part>`` and ``best_score/<part>``; steps that
+    validate also log ``val/<part>``. After an interruption, steps since the last checkpoint are
+    trained (and logged) again.
     """
     parts = trained_parts(model)
     if not parts:
@@ -155,7 +157,7 @@ def fit(
     data = Batches(songs)
     rng = np.random.default_rng(seed)
     batch_size = min(config.batch_size, len(songs))
-    state: dict[str, Any] = {"step": 0, "losses": {}, "best": None}
+    state: dict[str, Any] = {"step": 0, "losses": {}, "best": {}}
     signature = _signature(model, songs, config, seed=seed, parts=parts)
     if checkpoint is not None and Path(checkpoint).exists():
         state = _resume(Path(checkpoint), signature, model, optimizers, rng)
@@ -174,28 +176,39 @@ def fit(
             optimizer.step()
         losses = {f"loss/{p}": loss.item() for p, loss in zip(parts, part_losses, strict=True)}
         state["step"], state["losses"] = step, losses
-        validated = validate is not None and _due(step, config.validate_every, config.steps)
-        if validated:
-            score = float(validate(model))
-            if state["best"] is None or score > state["best"]["score"]:
-                state["best"] = {"step": step, "score": score, "weights": _copy(model)}
+        scores = {}
+        if validate is not None and _due(step, config.validate_every, config.steps):
+            scores = _part_scores(validate(model), parts)
+            for part, score in scores.items():
+                best = state["best"].get(part)
+                if best is None or score > best["score"]:
+                    state["best"][part] = {"step": step, "score": score,
+                                           "weights": _copy(getattr(model, part))}
         if checkpoint is not None and _due(step, config.checkpoint_every, config.steps):
             _save(Path(checkpoint), signature, state, model, optimizers, rng)
-        if log is not None and (step % config.log_every == 0 or step == config.steps or validated):
-            log(step, {**losses, "val_score": score} if validated else losses)
-    best = state["best"]
-    if best is None:
-        return state["losses"]
-    model.load_state_dict(best["weights"])
-    return {**state["losses"], "best_step": best["step"], "best_score": best["score"]}
+        if log is not None and (step % config.log_every == 0 or step == config.steps or scores):
+            log(step, {**losses, **{f"val/{part}": score for part, score in scores.items()}})
+    result = dict(state["losses"])
+    for part, best in state["best"].items():
+        getattr(model, part).load_state_dict(best["weights"])
+        result |= {f"best_step/{part}": best["step"], f"best_score/{part}": best["score"]}
+    return result
+
+
+def _part_scores(scores: dict[str, float], parts: list[str]) -> dict[str, float]:
+    """validate()'s answer checked: a score for every trained part, no other."""
+    if not isinstance(scores, dict) or set(scores) != set(parts):
+        raise ValueError(f"validate() must return a score for each trained part {parts}, "
+                         f"e.g. {{'ctc': 0.7}}; it returned {scores!r}")
+    return {part: float(scores[part]) for part in parts}
 
 
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
 
-def _copy(model: ChordModel) -> dict[str, torch.Tensor]:
-    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+def _copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
 
 
 def _signature(
