@@ -3,8 +3,7 @@
 For each noise level and seed it trains ctc_only, ar_only and combined exactly as the study does
 (same init seed, same batches, frozen parts), scores every head with mir_eval through
 ``evaluation.score_heads``, and times each run's stages (data generation, fit, score = predict +
-mir_eval) on one torch thread, after a warm-up: the first optimizer of a process imports
-torch._dynamo (~1.5 s), which a pytest worker pays once.
+mir_eval) on one torch thread.
 
     python benchmarks/chord_heads_probe.py --sigmas 0.4,0.5 --seeds 10
     python benchmarks/chord_heads_probe.py --model read_frames=2 --train steps=60 --data n_train=512
@@ -57,7 +56,6 @@ def main() -> None:
     parser.add_argument("--data", default="", help="SyntheticConfig overrides")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # warm-up: imports torch._dynamo
     model, train = ModelConfig(**overrides(args.model)), TrainConfig(**overrides(args.train))
     print(model, train, sep="\n")
     for sigma in map(float, args.sigmas.split(",")):

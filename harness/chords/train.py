@@ -40,11 +40,8 @@ import numpy as np
 import torch
 
 from harness.chords.model import ChordModel
+from harness.chords.optim import Adam
 from harness.chords.synthetic import Song
-
-# The first optimizer a process builds imports torch._dynamo (~1.5 s). Pay it at import, so it
-# is start-up cost and not charged to whichever run happens to come first.
-torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
 CHECKPOINT_FORMAT = 2  # 2: best weights kept per part
 # How often things happen, not what happens: changing them on resume leaves the weights alone.
@@ -153,7 +150,7 @@ def fit(
     parts = trained_parts(model)
     if not parts:
         return {}
-    optimizers = [torch.optim.Adam(getattr(model, p).parameters(), lr=config.lr) for p in parts]
+    optimizers = [Adam(getattr(model, p).parameters(), lr=config.lr) for p in parts]
     data = Batches(songs)
     rng = np.random.default_rng(seed)
     batch_size = min(config.batch_size, len(songs))
@@ -169,10 +166,10 @@ def fit(
             batch = data.take(index)
         part_losses = [getattr(model, part).loss(*batch) for part in parts]
         for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
         sum(part_losses).backward()
         for optimizer in optimizers:
-            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.clip)
+            torch.nn.utils.clip_grad_norm_(optimizer.params, config.clip)
             optimizer.step()
         losses = {f"loss/{p}": loss.item() for p, loss in zip(parts, part_losses, strict=True)}
         state["step"], state["losses"] = step, losses
@@ -235,7 +232,7 @@ def _save(
     signature: dict[str, Any],
     state: dict[str, Any],
     model: ChordModel,
-    optimizers: list[torch.optim.Optimizer],
+    optimizers: list[Adam],
     rng: np.random.Generator,
 ) -> None:
     """Write the run's state atomically: a crash mid-write leaves the previous checkpoint."""
@@ -261,7 +258,7 @@ def _resume(
     path: Path,
     signature: dict[str, Any],
     model: ChordModel,
-    optimizers: list[torch.optim.Optimizer],
+    optimizers: list[Adam],
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Load a checkpoint into the run's objects; returns its step, losses and best-so-far."""
