@@ -82,6 +82,14 @@ def test_best_is_the_highest_score_and_the_lowest_error(store):
     assert cell(seg, "b", "seg").best  # declared lower-is-better by the study
 
 
+def test_a_column_of_equal_values_marks_no_best(store):
+    finish(store, Spec(variant="c"), {"data/unmapped_share": 0.1})
+    finish(store, Spec(variant="d"), {"data/unmapped_share": 0.1})
+    data = table(section(store), "data")
+    assert not cell(data, "c", "unmapped_share").best
+    assert not cell(data, "d", "unmapped_share").best
+
+
 def test_failed_runs_and_malformed_samples_are_noted(store):
     _, row = store.claim(SESSION, Spec(variant="c"), fingerprint="fp", owner=OWNER, config={})
     store.fail(row.id, error="Traceback ...\nValueError: bad shape", duration=0.1)

@@ -62,7 +62,7 @@ def _mark_best(rows: list[list[Any]], columns: range, names: Sequence[str],
                minimize: tuple[str, ...]) -> None:
     for col, name in zip(columns, names, strict=True):
         cells = [row[col] for row in rows if row[col] is not None]
-        if len(cells) < 2:
+        if len({c.mean for c in cells}) < 2:  # one value, or all equal: nothing stands out
             continue
         pick = min if lower_is_better(name, minimize) else max
         best = pick(c.mean for c in cells)
