@@ -6,11 +6,13 @@ token-id accuracy is kept only as a `proxy` group, to show what a proxy would mi
 
     metrics = score_heads(model, dataset.eval, parts=["ctc", "ar"])
     metrics["joint"]["labels"]["majmin"], metrics.failures
+
+    fit(model, songs, config, seed=0, validate=selector(validation, {"ctc": "ctc/labels/majmin"}))
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,7 +20,9 @@ from harness.chords.decode import HeadOutputs, predict
 from harness.chords.metrics import Estimate, evaluate, frames_to_segments
 from harness.chords.model import ChordModel
 from harness.chords.synthetic import Song
+from harness.chords.train import trained_parts
 from harness.chords.vocab import DEFAULT_VOCAB, Vocabulary
+from harness.core.metrics import flatten, lower_is_better
 
 
 class HeadMetrics(dict):
@@ -73,3 +77,29 @@ def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str
         result[head] = metrics
         result.failures.extend({**f, "sample": f"{head}:{f['sample']}"} for f in failures)
     return result
+
+
+def selector(songs: Sequence[Song], metrics: Mapping[str, str], *,
+             label_shift: int = 0) -> Callable[[ChordModel], dict[str, float]]:
+    """``validate=`` for ``fit``: each trained part scored on ``songs`` by the metric named for it
+    in ``metrics`` (``{"ctc": "ctc/labels/majmin", "ar": "ar/labels/seq_err"}``); errors and
+    losses are negated, so that higher is always better, as fit expects."""
+
+    def validate(model: ChordModel) -> dict[str, float]:
+        parts = trained_parts(model)
+        missing = [part for part in parts if part not in metrics]
+        if missing:
+            raise ValueError(f"checkpoint selection names no metric for part(s) {missing}; "
+                             f"add them to the config's select metrics, e.g. "
+                             f"{{'{missing[0]}': '{missing[0]}/labels/majmin'}}")
+        scores = flatten(score_heads(model, songs, parts=parts, label_shift=label_shift))
+        result = {}
+        for part in parts:
+            name = metrics[part]
+            if name not in scores:
+                raise ValueError(f"checkpoint selection metric {name!r} (part {part!r}) is not "
+                                 f"among the scores: {sorted(scores)}")
+            result[part] = -scores[name] if lower_is_better(name) else scores[name]
+        return result
+
+    return validate

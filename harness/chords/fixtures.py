@@ -45,6 +45,13 @@ class ChordData:
     feature_dim: int
     notes: dict[str, Any]
 
+    def held_out(self, fraction: float) -> tuple[list[Any], list[Any]]:
+        """(fit, validation): `train` split by song id for checkpoint selection. Eval songs are
+        never touched, so selecting on validation leaves the reported scores unbiased."""
+        by_id = {song.id: song for song in self.train}
+        fit, validation = billboard.split(sorted(by_id), eval_fraction=fraction, seed=1)
+        return [by_id[i] for i in fit], [by_id[i] for i in validation]
+
 
 def synthetic_data(config: dict[str, Any], seed: int) -> ChordData:
     """The synthetic dataset of a run: `config["data"]` overrides plus the noise knob."""
