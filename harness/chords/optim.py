@@ -15,7 +15,7 @@ import torch
 
 
 class Adam:
-    """``Adam(model.parameters(), lr=1e-3)``; ``zero_grad``, ``step``, ``state_dict`` as in torch."""
+    """``Adam(model.parameters(), lr=1e-3)``; zero_grad, step and state_dict as in torch."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
