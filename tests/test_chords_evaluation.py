@@ -34,6 +34,8 @@ def test_each_variant_is_scored_on_its_own_heads(trained, data):
     assert ctc["joint"]["alignment"] == ctc["ctc"]["alignment"]
     assert ctc["joint"]["labels"]["majmin"] == ctc["ctc"]["labels"]["majmin"]
     assert both["ctc"] == ctc["ctc"]  # decoding the AR part too leaves the CTC head alone
+    only_ar = score_heads(trained, data.eval, parts=["ctc", "ar"], heads={"ar"})
+    assert set(only_ar) == {"ar"} and only_ar["ar"] == both["ar"]
     assert both.failures == []
 
 

@@ -12,7 +12,7 @@ token-id accuracy is kept only as a `proxy` group, to show what a proxy would mi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -38,11 +38,13 @@ def _token_acc(frames: np.ndarray, song: Song) -> tuple[int, int]:
 
 def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str],
                 vocab: Vocabulary = DEFAULT_VOCAB, label_shift: int = 0,
-                max_failure_rate: float = 0.05) -> HeadMetrics:
+                max_failure_rate: float = 0.05,
+                heads: Collection[str] = ("ctc", "ar", "joint")) -> HeadMetrics:
     """mir_eval scores per head: `ctc` and `ar` for the trained parts, `joint` for the system.
 
     `label_shift` transposes the Harte conversion by semitones: a planted regression that
-    token-id accuracy cannot see.
+    token-id accuracy cannot see. `heads` limits the scoring (checkpoint selection needs only
+    the heads it selects by).
     """
     outputs: list[HeadOutputs] = predict(model, songs, parts=parts)
     estimates: dict[str, list[Estimate]] = {"ctc": [], "ar": [], "joint": []}
@@ -68,7 +70,7 @@ def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str
     result = HeadMetrics()
     result.failures = []
     for head, head_estimates in estimates.items():
-        if not head_estimates:
+        if not head_estimates or head not in heads:
             continue
         metrics, failures = evaluate(head_estimates, max_failure_rate=max_failure_rate)
         if tokens.get(head):
@@ -92,7 +94,9 @@ def selector(songs: Sequence[Song], metrics: Mapping[str, str], *,
             raise ValueError(f"checkpoint selection names no metric for part(s) {missing}; "
                              f"add them to the config's select metrics, e.g. "
                              f"{{'{missing[0]}': '{missing[0]}/labels/majmin'}}")
-        scores = flatten(score_heads(model, songs, parts=parts, label_shift=label_shift))
+        needed = {metrics[part].split("/")[0] for part in parts}
+        scores = flatten(score_heads(model, songs, parts=parts, label_shift=label_shift,
+                                     heads=needed))
         result = {}
         for part in parts:
             name = metrics[part]
