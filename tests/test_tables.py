@@ -64,6 +64,12 @@ def test_tables_follow_the_studys_order_and_columns(store):
     assert [t.title for t in section(store, groups=["alignment"]).tables] == ["alignment"]
 
 
+def test_the_order_of_tables_survives_the_store(store):
+    store.save_study(SESSION, "heads", {"tables": {"labels": ["majmin"], "alignment": ["seg"]}})
+    sections = session_sections(store, SESSION, store.study_options(SESSION))
+    assert [t.title for t in sections[0].tables] == ["labels", "alignment"]
+
+
 def test_without_groups_every_group_is_shown(store):
     assert sorted(t.title for t in section(store).tables) == ["alignment", "labels"]
 

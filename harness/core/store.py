@@ -383,9 +383,10 @@ class Store:
     # studies: display options (metric groups, minimized metrics) for reports
 
     def save_study(self, session: str, study: str, options: dict) -> None:
-        """Upsert how a study wants its tables shown; every xdist worker may call it."""
+        """Upsert how a study wants its tables shown; every xdist worker may call it. Key order
+        is kept (not canonical JSON): it is the order of the tables."""
         self.db.execute("INSERT OR REPLACE INTO studies (session, study, options) VALUES (?, ?, ?)",
-                        (session, study, dumps(options)))
+                        (session, study, json.dumps(options)))
 
     def study_options(self, session: str) -> dict[str, dict]:
         rows = self.db.execute("SELECT study, options FROM studies WHERE session = ?",
