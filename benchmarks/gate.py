@@ -101,7 +101,10 @@ one_run()
 t3 = time.perf_counter()
 one_run()
 t4 = time.perf_counter()
-print(f"{t1 - t0:.2f} {t2 - t1:.2f} {t3 - t2:.2f} {t4 - t3:.2f} {'torch._dynamo' in sys.modules}")
+dynamo = "torch._dynamo" in sys.modules
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # what torch.optim would have cost
+t5 = time.perf_counter()
+print(f"{t1 - t0:.2f} {t2 - t1:.2f} {t3 - t2:.2f} {t4 - t3:.2f} {t5 - t4:.2f} {dynamo}")
 """
 
 
@@ -109,12 +112,12 @@ def startup_costs() -> str:
     """What every process pays before its first run, measured in a fresh interpreter."""
     out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout.split()
-    torch_s, rest_s, first_s, second_s = map(float, out[:4])
+    torch_s, rest_s, first_s, second_s, optim_s = map(float, out[:5])
     return (f"Per-process start-up, fresh interpreter: `import torch` {torch_s:.2f} s, plugin + "
             f"chord modules (scipy, mir_eval) {rest_s:.2f} s; then a first combined run "
-            f"{first_s:.2f} s, the same run again {second_s:.2f} s (torch._dynamo imported: "
-            f"{out[4].lower()}; torch.optim's first use would import it, ~1 s, which "
-            "harness.chords.optim avoids).")
+            f"{first_s:.2f} s, the same run again {second_s:.2f} s. torch._dynamo imported by "
+            f"then: {out[5].lower()}; a first torch.optim optimizer, which imports it, costs "
+            f"{optim_s:.2f} s more (harness.chords.optim avoids it).")
 
 
 def one_run() -> dict:

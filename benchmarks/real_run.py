@@ -1,20 +1,24 @@
-"""Real-tier benchmark: the chord-heads variants trained and scored on McGill Billboard.
+"""Real-tier benchmark: the flagship study's real tier, run by pytest exactly as a user runs it.
 
-The synthetic gate says nothing about real chroma. This checks that ``REAL`` (the ModelConfig
-and TrainConfig overrides for the study's real tier) trains each variant in minutes on a 2-core
-CPU, scores far above trivial baselines, and shows what the study's hypotheses look like on
-real data. It writes the section between ``<!-- real -->`` markers in docs/benchmarks.md.
+The synthetic gate says nothing about real chroma. This runs
 
-    python benchmarks/real_run.py                  # seed 0
-    python benchmarks/real_run.py --seeds 0,1,2
-    python benchmarks/real_run.py --resume         # continue interrupted runs (checkpoints)
+    pytest ablation_tests --real -k real -n WORKERS --ablation-store .ablation/bench/real/...
 
-Each variant runs in a fresh process on one torch thread (as under xdist), so its peak RSS
-(getrusage maxrss: interpreter, torch, data, training, scoring) is its own. It trains with a
-checkpoint under .ablation/bench/real/seed<S>/<variant>.pt; without --resume an old checkpoint
-is deleted first, so the times are of whole runs.
+in a subprocess (the study's own train_and_score, checkpoint selection, hypotheses and paired
+tests: nothing re-implemented here), then reads the session back from its store and writes the
+section between ``<!-- real -->`` markers in docs/benchmarks.md: the plugin's tables and
+verdicts, the session's wall time, the peak RSS of its largest process, and trivial baselines
+scored through the same mir_eval path, which the plugin cannot know.
 
-Baselines go through the same mir_eval path (labels -> segments -> metrics.evaluate):
+    python benchmarks/real_run.py                  # 5 seeds x 3 variants, -n 2
+    python benchmarks/real_run.py --workers 0
+    python benchmarks/real_run.py --resume         # go on after an interruption: --reuse keeps
+                                                   # finished runs, checkpoints resume the others
+    python benchmarks/real_run.py --report-only    # write the section again from the last session
+
+Without --resume the benchmark folder is wiped first, so every run trains from scratch.
+
+Baselines:
 - majority: the most frequent class of the training frames on every frame;
 - chance: segments with lengths drawn from the training songs' chord runs, each a class drawn
   uniformly from the vocabulary, averaged over CHANCE_DRAWS draws.
@@ -29,13 +33,12 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tabulate import tabulate
@@ -44,6 +47,8 @@ from harness.chords.billboard import RealSong
 from harness.chords.fixtures import ChordData, real_data
 from harness.chords.metrics import Estimate, evaluate, frames_to_segments
 from harness.chords.vocab import DEFAULT_VOCAB
+from harness.core.store import Store
+from harness.core.tables import render_markdown, session_sections
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ablation_tests.test_chord_heads import REAL
@@ -52,62 +57,32 @@ REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 DATA = REPO / "../shared/data/billboard"
 CACHE = REPO / ".ablation" / "cache" / "billboard"
-CHECKPOINTS = REPO / ".ablation" / "bench" / "real"
-
-VARIANTS = {"ctc_only": ["ctc"], "ar_only": ["ar"], "combined": ["ctc", "ar"]}
-HEADS = {
-    "ctc_only": ["ctc", "joint"],
-    "ar_only": ["ar", "joint"],
-    "combined": ["ctc", "ar", "joint"],
-}
+BENCH = REPO / ".ablation" / "bench" / "real"
+STORE = BENCH / "results.sqlite"  # checkpoints go beside it, in BENCH / "checkpoints"
+MEASURED = BENCH / "session.json"  # what only this script measures: wall time, peak RSS, exit
 COLUMNS = {"majmin": "labels", "root": "labels", "seg": "alignment", "seq_err": "labels"}
 CHANCE_DRAWS = 5
-# The study's hypotheses: (name, a, b, head/metric, op, margin).
-HYPOTHESES = [
-    ("combined >= ctc_only", "combined", "ctc_only", "joint/majmin", ">=", 0.01),
-    ("combined > ar_only", "combined", "ar_only", "joint/seg", ">", 0.0),
-    ("combined_ctc_head == ctc_only", "combined", "ctc_only", "ctc/majmin", "==", 1e-9),
-    ("combined_ar_head == ar_only", "combined", "ar_only", "ar/seq_err", "==", 1e-9),
-]
+
+
+def run_session(workers: str, resume: bool) -> tuple[float, float, int]:
+    """The study's real tier under pytest: (wall seconds, peak MB of its largest process, exit)."""
+    if not resume:
+        shutil.rmtree(BENCH, ignore_errors=True)
+    command = [sys.executable, "-m", "pytest", "ablation_tests", "--real", "-k", "real",
+               "-n", workers, "--ablation-store", str(STORE), "-p", "no:cacheprovider",
+               *(["--reuse"] if resume else [])]
+    print("$", " ".join(command[1:]), flush=True)
+    start = time.perf_counter()
+    exitstatus = subprocess.run(command, cwd=REPO, check=False).returncode
+    wall = time.perf_counter() - start
+    # maxrss of the waited-for descendants: the largest of pytest and its xdist workers
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return wall, peak_mb, exitstatus
 
 
 def load() -> ChordData:
     """The study's real data, exactly as the real tier's `chord_data` fixture loads it."""
     return real_data(DATA.resolve(), CACHE)
-
-
-def run_variant(variant: str, seed: int, resume: bool) -> dict[str, Any]:
-    """Train and score one variant in this (fresh) process; its metrics, times and peak RSS."""
-    import torch
-
-    from harness.chords.evaluation import score_heads
-    from harness.chords.model import ModelConfig, build_model
-    from harness.chords.train import TrainConfig, fit
-
-    torch.set_num_threads(1)
-    data = load()
-    checkpoint = CHECKPOINTS / f"seed{seed}" / f"{variant}.pt"
-    if not resume:
-        checkpoint.unlink(missing_ok=True)
-    resumed = torch.load(checkpoint, weights_only=True)["step"] if checkpoint.exists() else 0
-    parts = VARIANTS[variant]
-    model_config = ModelConfig(feature_dim=data.feature_dim, **REAL["model"])
-    model = build_model(model_config, seed=seed, train_parts=parts)
-    start = time.perf_counter()
-    losses = fit(model, data.train, TrainConfig(**REAL["train"]), seed=seed, checkpoint=checkpoint)
-    trained = time.perf_counter()
-    metrics = score_heads(model, data.eval, parts=parts)
-    scored = time.perf_counter()
-    return {
-        "variant": variant,
-        "seed": seed,
-        "heads": {head: _columns(metrics[head]) for head in HEADS[variant]},
-        "losses": losses,
-        "train_s": trained - start,
-        "score_s": scored - trained,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "resumed_from": resumed,
-    }
 
 
 def _columns(metrics: dict) -> dict[str, float]:
@@ -160,93 +135,55 @@ def _score_frames(songs: list[RealSong], guesses: list[np.ndarray]) -> dict[str,
     return _columns(metrics)
 
 
-def hypotheses(results: list[dict[str, Any]]) -> list[list[Any]]:
-    """Each hypothesis's difference a - b per seed, and whether the point estimate satisfies it
-    (no statistical test: the study's paired test needs more seeds than a benchmark runs)."""
-    by = {(r["variant"], r["seed"]): r for r in results}
-    seeds = sorted({r["seed"] for r in results})
-    rows = []
-    for name, a, b, metric, op, margin in HYPOTHESES:
-        if not all((v, seed) in by for v in (a, b) for seed in seeds):
-            continue
-        head, column = metric.split("/")
-        diffs = [
-            by[a, seed]["heads"][head][column] - by[b, seed]["heads"][head][column]
-            for seed in seeds
-        ]
-        shown = ", ".join(f"{d:+.4f}" for d in diffs)
-        holds = sum(_holds(op, d, margin) for d in diffs)
-        rows.append([name, metric, shown, f"{holds}/{len(diffs)}"])
-    return rows
-
-
-def _holds(op: str, diff: float, margin: float) -> bool:
-    """The claim's point-estimate reading, as harness.core.stats states it."""
-    return {">=": diff >= -margin, ">": diff > margin, "==": abs(diff) <= margin}[op]
-
-
-def report(args: argparse.Namespace, data: ChordData, results: list[dict], base: dict) -> str:
-    """The markdown section: command, machine, data, config, table, baselines, hypotheses."""
-    seeds = sorted({r["seed"] for r in results})
-    rows = []
-    for variant, heads in HEADS.items():
-        runs = [r for r in results if r["variant"] == variant]
-        for head in heads:
-            values = [_mean([r["heads"][head].get(c) for r in runs], ".3f") for c in COLUMNS]
-            times = [_mean([r[k] for r in runs], ".0f") for k in ("train_s", "score_s", "peak_mb")]
-            rows.append([variant, head, *values, *times])
-    for name, scores in base.items():
-        rows.append(
-            ["baseline", name, *(_mean([scores.get(c)], ".3f") for c in COLUMNS), "", "", ""]
-        )
+def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: float,
+           exitstatus: int) -> str:
+    """The markdown section: command, machine, data, config, the session's tables, baselines."""
+    store = Store(STORE)
+    session = store.latest_session()
+    runs = [r for r in store.runs(session=session) if r.tier == "real"]
+    trained = [r for r in runs if r.source == "run" and r.status == "done"]
+    per_variant = {
+        variant: statistics.fmean(r.duration for r in trained if r.variant == variant)
+        for variant in dict.fromkeys(r.variant for r in trained)
+    }
+    sections = [s for s in session_sections(store, session, store.study_options(session))
+                if "real" in s.setting]
+    base = baselines(data)
+    base_rows = [[name, *(format(scores[c], ".3f") for c in COLUMNS)] for name, scores in
+                 base.items()]
     mapping = data.notes
     unmapped = ", ".join(f"{k} {v}" for k, v in mapping["unmapped"].items())
-    resumed = [
-        f"{r['variant']}/seed{r['seed']} from step {r['resumed_from']}"
-        for r in results
-        if r["resumed_from"]
-    ]
+    fit_songs, validation = data.held_out(REAL["select"]["held_out"])
     command = " ".join(["python benchmarks/real_run.py", *args.argv])
     lines = [
-        f"`{command}` on {platform.node()}: {os.cpu_count()} cores, one torch thread per run, "
-        f"{dt.date.today().isoformat()}, Python {platform.python_version()}.",
+        f"`{command}` on {platform.node()}: {os.cpu_count()} cores, "
+        f"{dt.date.today().isoformat()}, Python {platform.python_version()}; it ran "
+        f"`pytest ablation_tests --real -k real -n {args.workers}` (exit {exitstatus}).",
         "",
-        f"Data: {len(data.train)} train / {len(data.eval)} eval Billboard songs (split by song), "
-        f"{mapping['frames']:,} frames; unmapped to the 61-class vocabulary: "
-        f"{mapping['unmapped_share']:.2%} of frames ({unmapped}).",
+        f"Session: {len(runs)} runs ({len(trained)} trained in it) in {wall / 60:.1f} min wall; "
+        f"mean time per run (train + select + score): "
+        + ", ".join(f"{v} {t:.0f} s" for v, t in per_variant.items())
+        + f"; peak RSS of the largest process (a worker: torch, data, its runs) {peak_mb:.0f} MB.",
         "",
-        f"Config (the real tier's `model` and `train` overrides): `{json.dumps(REAL)}`.",
+        f"Data: {len(fit_songs)} fit + {len(validation)} validation (checkpoint selection) / "
+        f"{len(data.eval)} eval Billboard songs, split by song, {mapping['frames']:,} frames; "
+        f"unmapped to the 61-class vocabulary: {mapping['unmapped_share']:.2%} of frames "
+        f"({unmapped}).",
         "",
-        f"Seeds {', '.join(map(str, seeds))}; scores are means over seeds (eval songs weighted "
-        "by duration, as mir_eval's MIREX convention). `joint` is each variant's system "
-        "output; `ar` has only seq_err (no timing). train s / score s / peak MB: per run, "
-        "peak = process maxrss.",
+        f"Config (the real tier's overrides): `{json.dumps(REAL)}`.",
         "",
-        tabulate(
-            rows, ["variant", "head", *COLUMNS, "train s", "score s", "peak MB"], tablefmt="github"
-        ),
+        "The plugin's tables and verdicts for the session (means ± std over seeds; eval songs "
+        "weighted by duration, as mir_eval's MIREX convention):",
         "",
-        f"Baselines: majority = the most frequent training class on every frame; chance = "
-        f"segments with lengths drawn from the training chord runs, each a uniformly random "
-        f"class of {DEFAULT_VOCAB.size}, mean of {CHANCE_DRAWS} draws.",
+        render_markdown(sections).strip(),
         "",
-        "The study's hypotheses on these runs (difference a - b per seed; point estimates, "
-        "no test):",
+        "Baselines through the same mir_eval path (majority = the most frequent training class "
+        "on every frame; chance = segments with lengths drawn from the training chord runs, each "
+        f"a uniformly random class of {DEFAULT_VOCAB.size}, mean of {CHANCE_DRAWS} draws):",
         "",
-        tabulate(
-            hypotheses(results),
-            ["hypothesis", "metric", "a - b per seed", "holds"],
-            tablefmt="github",
-        ),
+        tabulate(base_rows, ["baseline", *COLUMNS], tablefmt="github"),
     ]
-    if resumed:
-        lines += ["", f"Resumed from checkpoints (times cover the rest): {'; '.join(resumed)}."]
     return "\n".join(lines)
-
-
-def _mean(values: list[float | None], fmt: str) -> str:
-    present = [v for v in values if v is not None]
-    return format(statistics.fmean(present), fmt) if present else ""
 
 
 def write_section(body: str) -> None:
@@ -260,25 +197,28 @@ def write_section(body: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
-    parser.add_argument("--resume", action="store_true", help="continue from checkpoints")
+    parser.add_argument("--workers", default="2", help="pytest-xdist -n value (default 2)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished runs and checkpoints of an interrupted benchmark")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: report the last session again (after report changes)")
     parser.add_argument("--no-write", action="store_true", help="print, leave the docs alone")
     args = parser.parse_args()
-    args.argv = [a for a in sys.argv[1:] if a != "--no-write"]
-    data = load()
-    results = []
-    context = get_context("spawn")  # a fresh process per run: its own peak RSS, no shared state
-    for seed in map(int, args.seeds.split(",")):
-        for variant in args.variants.split(","):
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                result = pool.submit(run_variant, variant, seed, args.resume).result()
-            print(json.dumps(result), flush=True)
-            results.append(result)
-    body = report(args, data, results, baselines(data))
+    if args.report_only:
+        measured = json.loads(MEASURED.read_text())
+        args.argv, args.workers = measured["argv"], measured["workers"]
+    else:
+        args.argv = [a for a in sys.argv[1:] if a != "--no-write"]
+        wall, peak_mb, exitstatus = run_session(args.workers, args.resume)
+        measured = {"wall": wall, "peak_mb": peak_mb, "exitstatus": exitstatus,
+                    "argv": args.argv, "workers": args.workers}
+        MEASURED.write_text(json.dumps(measured))
+    exitstatus = measured["exitstatus"]
+    body = report(args, load(), measured["wall"], measured["peak_mb"], exitstatus)
     print(body)
     if not args.no_write:
         write_section(body)
+    sys.exit(exitstatus)
 
 
 if __name__ == "__main__":
