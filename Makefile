@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 WORKERS ?= auto
 
-.PHONY: install gate test lint report
+.PHONY: install gate test real lint report
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || \
@@ -18,6 +18,9 @@ gate: install  ## the CI gate: every synthetic hypothesis must be supported
 
 test: install  ## the framework's own tests
 	$(PYTHON) -m pytest tests -n $(WORKERS)
+
+real: install  ## both tiers, the real one on McGill Billboard (--billboard-root to move it)
+	$(PYTHON) -m pytest ablation_tests --real -n $(WORKERS)
 
 lint: install
 	$(PYTHON) -m ruff check .
