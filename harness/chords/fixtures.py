@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from harness.chords import billboard
-from harness.chords.synthetic import SyntheticConfig, make_dataset
-from harness.chords.vocab import DEFAULT_VOCAB
+# The chord domain (numpy, scipy, mir_eval) is imported where a fixture first needs it: the root
+# conftest loads this module in every process, and an xdist controller, which runs no test,
+# would otherwise import it before it starts its workers (0.5-1 s on the critical path).
 
 DEFAULT_BILLBOARD_ROOT = "../shared/data/billboard"
 
@@ -48,6 +48,8 @@ class ChordData:
     def held_out(self, fraction: float) -> tuple[list[Any], list[Any]]:
         """(fit, validation): `train` split by song id for checkpoint selection. Eval songs are
         never touched, so selecting on validation leaves the reported scores unbiased."""
+        from harness.chords import billboard
+
         by_id = {song.id: song for song in self.train}
         fit, validation = billboard.split(sorted(by_id), eval_fraction=fraction, seed=1)
         return [by_id[i] for i in fit], [by_id[i] for i in validation]
@@ -55,6 +57,8 @@ class ChordData:
 
 def synthetic_data(config: dict[str, Any], seed: int) -> ChordData:
     """The synthetic dataset of a run: `config["data"]` overrides plus the noise knob."""
+    from harness.chords.synthetic import SyntheticConfig, make_dataset
+
     options = dict(config.get("data", {}))
     if "noise_sigma" in config:
         options["noise_sigma"] = config["noise_sigma"]
@@ -65,6 +69,9 @@ def synthetic_data(config: dict[str, Any], seed: int) -> ChordData:
 @cache
 def real_data(root: Path, cache_dir: Path) -> ChordData:
     """Billboard songs split by song id (no song on both sides), cached per process."""
+    from harness.chords import billboard
+    from harness.chords.vocab import DEFAULT_VOCAB
+
     songs = {s.id: s for s in billboard.load_billboard(root, DEFAULT_VOCAB, cache_dir=cache_dir)}
     train, evaluation = billboard.split(sorted(songs))
     return ChordData([songs[i] for i in train], [songs[i] for i in evaluation],
@@ -84,6 +91,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Under --real, one clear error up front when the Billboard root is missing or malformed,
     instead of one failure per real run."""
     if session.config.getoption("real"):
+        from harness.chords import billboard
+
         try:
             billboard.find_songs(billboard_root(session.config))
         except billboard.DataError as exc:
