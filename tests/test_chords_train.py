@@ -96,9 +96,13 @@ def test_a_finished_checkpoint_reloads_without_training(songs, tmp_path):
 
 def test_how_often_to_log_or_save_may_change_on_resume(songs, tmp_path):
     path = tmp_path / "run.pt"
-    fit(build_model(CONFIG, seed=1, train_parts=["ctc"]), songs, TRAIN, seed=1, checkpoint=path)
+    first = build_model(CONFIG, seed=1, train_parts=["ctc"])
+    result = fit(first, songs, TRAIN, seed=1, checkpoint=path)
     other = dataclasses.replace(TRAIN, log_every=3, checkpoint_every=5)
-    fit(build_model(CONFIG, seed=1, train_parts=["ctc"]), songs, other, seed=1, checkpoint=path)
+    again = build_model(CONFIG, seed=1, train_parts=["ctc"])
+    # accepted (no CheckpointError), and the finished run is reloaded, not retrained
+    assert fit(again, songs, other, seed=1, checkpoint=path) == result
+    assert_bitwise_equal(state(again), state(first))
 
 
 @pytest.mark.parametrize(
