@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -101,6 +102,13 @@ def test_explicit_device_list_and_cpu(pytester: pytest.Pytester,
 
 def test_threads_without_xdist_default_to_all_cores(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_pinned=STUDY)
-    pytester.runpytest_subprocess("--torch-threads", "2",
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=8)
+    cores = len(os.sched_getaffinity(0))
+    assert all(f'"threads": {cores}.0' in metrics for _, _, metrics in _rows(pytester))
+
+
+def test_torch_threads_option_overrides_the_default(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pinned=STUDY)
+    pytester.runpytest_subprocess("--torch-threads", "3",
                                   "-p", "no:cacheprovider").assert_outcomes(passed=8)
-    assert all('"threads": 2.0' in metrics for _, _, metrics in _rows(pytester))
+    assert all('"threads": 3.0' in metrics for _, _, metrics in _rows(pytester))
