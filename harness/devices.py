@@ -3,8 +3,9 @@
 Pinning happens in each worker's own pytest_configure, before anything touches CUDA: the worker
 sets CUDA_VISIBLE_DEVICES to the one GPU it owns, so its code sees it as `cuda:0`. GPUs are
 taken round-robin from the GPUs the outer CUDA_VISIBLE_DEVICES allows (never past them), or
-from an explicit list. Without GPUs every worker runs on the CPU with 1 torch thread (FACTS:
-more threads per process are no faster for small models and much slower under load).
+from an explicit list. Without GPUs every worker runs on the CPU with 1 torch thread: the
+workers already fill the cores, and more threads per worker oversubscribe them (FACTS: much
+slower under load). Without xdist one process gets every core.
 """
 
 from __future__ import annotations
