@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.core.study import RUN_ARG, RunSpec, Study
-from harness.core.verdicts import SettingResults
 from harness.items import SESSION_KEY, RunContext, StepLog, obtain_setting, run_context
+
+if TYPE_CHECKING:  # the statistics (numpy, scipy) load when results are decided
+    from harness.core.verdicts import SettingResults
 
 
 @pytest.fixture(name=RUN_ARG)
@@ -87,6 +89,8 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
             raise LookupError(f"study {study.name!r} has no setting tier={tier!r} knobs={knobs}")
         tier_name, knob_values = settings[0]
         runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants))
+        from harness.core.verdicts import SettingResults
+
         return SettingResults(study, runs, request.config.stash[SESSION_KEY].seeds(study))
 
     return results

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.core.runs import RunFailed
 from harness.core.store import RunRecord
 from harness.core.study import RUN_ARG, Hypothesis, Knobs, RunSpec, Study, setting_id
-from harness.core.verdicts import RunMetrics, decide_setting
 from harness.session import AblationSession
+
+if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a hypothesis is decided
+    from harness.core.verdicts import RunMetrics
 
 SESSION_KEY = pytest.StashKey[AblationSession]()
 RUN_FIXTURES = ("run", "variant", "seed", "config", "knobs", "tier", "log", "device",
@@ -176,6 +178,8 @@ class HypothesisItem(pytest.Function):
         study, tier, knobs = parent.study, parent.tier, parent.knobs
         session = self.config.stash[SESSION_KEY]
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
+        from harness.core.verdicts import decide_setting
+
         results = decide_setting(study, runs, session.seeds(study))
         session.store.save_verdicts(session.session_id,
                                     [r.row(study.name or "", tier, knobs) for r in results])

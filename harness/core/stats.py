@@ -24,9 +24,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
-OPERATORS = (">", ">=", "<", "<=", "==")
-TESTS = ("t", "permutation")
-CORRECTIONS = ("holm", "bonferroni", "none")
+from harness.core.study import CORRECTIONS, OPERATORS, TESTS
 
 EXACT_MAX_SEEDS = 16  # 2**16 sign flips are enumerated; more seeds use Monte-Carlo flips
 MC_FLIPS = 20_000  # random sign flips beyond EXACT_MAX_SEEDS (p resolution 5e-5)

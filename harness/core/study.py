@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.core.stats import CORRECTIONS, OPERATORS, TESTS
-
+# What a hypothesis may say; harness.core.stats decides each (kept here, so that declaring and
+# collecting studies does not import numpy and scipy).
+OPERATORS = (">", ">=", "<", "<=", "==")
+TESTS = ("t", "permutation")
+CORRECTIONS = ("holm", "bonferroni", "none")
 RUN_ARG = "_ablation_run"  # the hidden argument through which the pytest layer hands over a run
 DEFAULT_TIER = "default"
 
