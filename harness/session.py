@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.metrics import flatten
-from harness.core.provenance import fingerprint, git_commit, host
+from harness.core.provenance import fingerprint, git_commit
 from harness.core.runs import RunCoordinator
 from harness.core.store import Owner, RunRecord, Store
 from harness.core.study import RunSpec, Study
@@ -57,15 +57,15 @@ class AblationSession:
         self.store = Store(store_path)
         self.session_id = session_id
         self.rootdir = rootdir
-        self.reuse = reuse
         self.seed_offset = seed_offset
         self._device, self._device_label = device, device_label
         self.tracker = tracker
         self.progress = progress or Progress(enabled=False)
-        self.owner = Owner(host=host(), pid=os.getpid(), worker=worker)
+        self.owner = Owner.current(worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)
         self._code_files: dict[str, list[Path]] = {}
+        self._fingerprints: dict[tuple[str | None, str], str] = {}
 
     def begin(self, argv: list[str]) -> None:
         self.store.begin_session(self.session_id, argv=argv,
@@ -109,9 +109,14 @@ class AblationSession:
         return self._code_files[study.name]
 
     def fingerprint(self, study: Study, spec: RunSpec) -> str:
-        config = {"config": spec.config, "tier": spec.tier, "knobs": dict(spec.knobs),
-                  "seed": spec.seed}
-        return fingerprint(config, self.code_files(study))
+        """Hash of the run's config and the study's code, once per run and process: every
+        hypothesis item asks for all its runs, and hashing reads every code file."""
+        key = (study.name, spec.key)
+        if key not in self._fingerprints:
+            config = {"config": spec.config, "tier": spec.tier, "knobs": dict(spec.knobs),
+                      "seed": spec.seed}
+            self._fingerprints[key] = fingerprint(config, self.code_files(study))
+        return self._fingerprints[key]
 
     def seeds(self, study: Study) -> list[int]:
         """The study's seeds in this session (shifted by --seed-offset)."""

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -60,7 +59,3 @@ def lower_is_better(name: str, minimize: tuple[str, ...] = ()) -> bool:
     """Direction of a metric for marking the best value: losses and errors are minimized."""
     leaf = name.split(SEPARATOR)[-1]
     return leaf in minimize or "loss" in leaf or "err" in leaf
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
