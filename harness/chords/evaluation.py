@@ -54,7 +54,7 @@ def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str
         ref_sequence = vocab.labels([c for c in song.sequence if c >= 0])
         timed = {"ctc": out.ctc_frames, "joint": out.joint_frames}
         for head, frames in timed.items():
-            if frames is None:
+            if frames is None or head not in heads:
                 continue
             intervals, labels = frames_to_segments(vocab.labels(frames, shift=label_shift),
                                                    song.frame_rate)
@@ -63,14 +63,14 @@ def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str
             estimates[head].append(Estimate(song.id, ref_intervals, ref_labels, intervals, labels,
                                             ref_sequence, sequence))
             tokens[head].append(_token_acc(frames, song))
-        if out.ar_sequence is not None:
+        if out.ar_sequence is not None and "ar" in heads:
             labels = vocab.labels(out.ar_sequence, shift=label_shift)
             estimates["ar"].append(Estimate(song.id, ref_intervals, ref_labels, None, labels,
                                             ref_sequence, labels))
     result = HeadMetrics()
     result.failures = []
     for head, head_estimates in estimates.items():
-        if not head_estimates or head not in heads:
+        if not head_estimates:
             continue
         metrics, failures = evaluate(head_estimates, max_failure_rate=max_failure_rate)
         if tokens.get(head):
