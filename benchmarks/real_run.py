@@ -70,6 +70,7 @@ def run_session(workers: str, resume: bool) -> tuple[float, float, int]:
         shutil.rmtree(BENCH, ignore_errors=True)
     command = [sys.executable, "-m", "pytest", "ablation_tests", "--real", "-k", "real",
                "-n", workers, "--ablation-store", str(STORE), "-p", "no:cacheprovider",
+               "--billboard-root", str(DATA.resolve()),  # the data the report describes
                *(["--reuse"] if resume else [])]
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
