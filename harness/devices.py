@@ -72,6 +72,19 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def oversubscription(workers: int, threads: int, cores: int) -> str | None:
+    """Why `workers` processes of `threads` torch threads each are too many for `cores`, or
+    None. Several threads per worker beyond the cores make OpenMP threads spin-wait on each
+    other: the synthetic gate with `-n 2 --torch-threads 2` on 2 cores ran ~10x slower than
+    with 1 thread per worker (docs/benchmarks.md). One thread per worker only time-slices."""
+    if threads <= 1 or workers * threads <= cores:
+        return None
+    return (f"--torch-threads {threads} with {workers} xdist workers asks for "
+            f"{workers * threads} CPU threads on {cores} cores: oversubscribed OpenMP threads "
+            f"spin-wait on each other and runs get many times slower; use --torch-threads "
+            f"{max(cores // workers, 1)} or fewer workers")
+
+
 def pin(gpu: str | None, threads: int, env: MutableMapping[str, str] | None = None) -> None:
     """Restrict this process to `gpu` ("" hides every GPU, None leaves them) and `threads`.
 

@@ -77,6 +77,12 @@ def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _xdist_workers(config: pytest.Config) -> int:
+    """Workers this session starts (0 without xdist); `-n auto` is resolved by now."""
+    workers = getattr(config.option, "numprocesses", None) or 0
+    return min(workers, getattr(config.option, "maxprocesses", None) or workers)
+
+
 GPUS_KEY = pytest.StashKey[list[str]]()
 
 
@@ -104,6 +110,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ablation: an item of an ablation study (run or hypothesis)")
     config.addinivalue_line("markers", "hypothesis: a hypothesis item of an ablation study")
     threads = config.getoption("torch_threads")
+    if threads is not None and threads < 1:
+        raise pytest.UsageError(f"--torch-threads {threads}: give 1 or more threads per process")
+    workers = _xdist_workers(config)
+    if threads and workers and not _is_worker(config):
+        problem = devices.oversubscription(workers, threads, devices.usable_cores())
+        if problem:
+            config.issue_config_time_warning(pytest.PytestConfigWarning(problem), stacklevel=2)
     if _is_worker(config):
         # pin before anything in this process initialises CUDA
         session_id = config.workerinput["ablation_session"]  # type: ignore[attr-defined]
@@ -159,8 +172,8 @@ class _Terminal:
 
 def _progress(config: pytest.Config) -> Progress:
     choice = config.getoption("ablation_progress")
-    numprocesses = getattr(config.option, "numprocesses", None)
-    enabled = choice == "on" or (choice == "auto" and sys.stderr.isatty() and not numprocesses
+    enabled = choice == "on" or (choice == "auto" and sys.stderr.isatty()
+                                 and not _xdist_workers(config)
                                  and not _is_worker(config))
     return Progress(enabled=enabled, file=_Terminal(config))
 

@@ -112,3 +112,26 @@ def test_torch_threads_option_overrides_the_default(pytester: pytest.Pytester) -
     pytester.runpytest_subprocess("--torch-threads", "3",
                                   "-p", "no:cacheprovider").assert_outcomes(passed=8)
     assert all('"threads": 3.0' in metrics for _, _, metrics in _rows(pytester))
+
+
+def test_oversubscription_is_named_only_beyond_the_cores() -> None:
+    assert devices.oversubscription(workers=2, threads=1, cores=2) is None
+    assert devices.oversubscription(workers=8, threads=1, cores=2) is None  # time-slicing only
+    assert devices.oversubscription(workers=2, threads=4, cores=8) is None
+    problem = devices.oversubscription(workers=2, threads=2, cores=2)
+    assert problem is not None and "4 CPU threads on 2 cores" in problem
+    assert "--torch-threads 1" in problem
+
+
+def test_oversubscribed_session_warns_and_bad_thread_count_is_refused(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pinned=STUDY)
+    cores = len(os.sched_getaffinity(0))
+    result = pytester.runpytest_subprocess("-n", "2", "--torch-threads", str(cores),
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines([f"*--torch-threads {cores} with 2 xdist workers asks for "
+                                 f"{2 * cores} CPU threads on {cores} cores*"])
+    refused = pytester.runpytest_subprocess("--torch-threads", "0", "-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--torch-threads 0: give 1 or more threads per process*"])
