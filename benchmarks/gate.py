@@ -13,10 +13,7 @@ import argparse
 import cProfile
 import datetime as dt
 import io
-import os
-import platform
 import pstats
-import re
 import sqlite3
 import statistics
 import subprocess
@@ -26,30 +23,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from docs_section import stamp, write_section
 from tabulate import tabulate
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 GATE = ["ablation_tests", "-k", "synthetic", "-p", "no:cacheprovider", "-q",
         "--no-ablation-tables"]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return f"{platform.node()}: {os.cpu_count()} cores, {cpu}"
-
-
-def write_section(name: str, body: str) -> None:
-    """Replace the text between `<!-- name -->` markers (or append the section)."""
-    command = f"python benchmarks/gate.py {name}"
-    stamp = (f"`{command}` on {machine()}, {dt.date.today().isoformat()}, "
-             f"Python {platform.python_version()}.")
-    block = f"<!-- {name} -->\n{stamp}\n\n{body.strip()}\n<!-- /{name} -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {name} -->.*?<!-- /{name} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    DOC.write_text(text)
-    print(block)
+def publish(name: str, body: str) -> None:
+    """Write section `name` of the docs, stamped with this script's command."""
+    print(write_section(name, f"{stamp(f'python benchmarks/gate.py {name}')}.\n\n{body}"))
 
 
 def pytest_gate(store: Path, *extra: str) -> tuple[float, int]:
@@ -95,8 +79,8 @@ import torch
 t1 = time.perf_counter()
 import harness.plugin, harness.chords.evaluation
 t2 = time.perf_counter()
-sys.path.insert(0, ".")
-from benchmarks.gate import one_run
+sys.path.insert(0, "benchmarks")
+from gate import one_run
 one_run()
 t3 = time.perf_counter()
 one_run()
@@ -208,7 +192,7 @@ def speed(args: argparse.Namespace) -> None:
     body.append(startup_costs() + "\n")
     body.append("Where one run's time goes (cProfile, 1 thread):\n")
     body.append(profile_one_run())
-    write_section("speed", "\n".join(body))
+    publish("speed", "\n".join(body))
 
 
 def robustness(args: argparse.Namespace) -> None:
@@ -228,7 +212,7 @@ def robustness(args: argparse.Namespace) -> None:
             "each a full gate session; how often each hypothesis was supported:\n\n"
             + tabulate(rows, ["study", "knobs", "hypothesis", "supported", "otherwise"],
                        tablefmt="github"))
-    write_section("robustness", body)
+    publish("robustness", body)
 
 
 def main() -> None:

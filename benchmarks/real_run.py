@@ -27,11 +27,7 @@ Baselines:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
-import re
 import resource
 import shutil
 import statistics
@@ -51,10 +47,11 @@ from harness.core.store import Store
 from harness.core.tables import render_markdown, session_sections
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docs_section import stamp, write_section
+
 from ablation_tests.test_chord_heads import REAL
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
 DATA = REPO / "../shared/data/billboard"
 CACHE = REPO / ".ablation" / "cache" / "billboard"
 BENCH = REPO / ".ablation" / "bench" / "real"
@@ -157,8 +154,7 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
     fit_songs, validation = data.held_out(REAL["select"]["held_out"])
     command = " ".join(["python benchmarks/real_run.py", *args.argv])
     lines = [
-        f"`{command}` on {platform.node()}: {os.cpu_count()} cores, "
-        f"{dt.date.today().isoformat()}, Python {platform.python_version()}; it ran "
+        f"{stamp(command)}; it ran "
         f"`pytest ablation_tests --real -k real -n {args.workers}` (exit {exitstatus}).",
         "",
         f"Session: {len(runs)} runs ({len(trained)} trained in it) in {wall / 60:.1f} min wall; "
@@ -187,15 +183,6 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    """Replace the text between the real markers (or append it), leaving the rest intact."""
-    block = f"<!-- real -->\n{body.strip()}\n<!-- /real -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"<!-- real -->.*?<!-- /real -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="2", help="pytest-xdist -n value (default 2)")
@@ -218,7 +205,7 @@ def main() -> None:
     body = report(args, load(), measured["wall"], measured["peak_mb"], exitstatus)
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section("real", body)
     sys.exit(exitstatus)
 
 
