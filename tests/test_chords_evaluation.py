@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import mir_eval
+import numpy as np
 import pytest
 
+from harness.chords.decode import predict
 from harness.chords.evaluation import score_heads, selector
 from harness.chords.fixtures import ChordData
 from harness.chords.model import ModelConfig, build_model
@@ -37,6 +40,20 @@ def test_each_variant_is_scored_on_its_own_heads(trained, data):
     only_ar = score_heads(trained, data.eval, parts=["ctc", "ar"], heads={"ar"})
     assert set(only_ar) == {"ar"} and only_ar["ar"] == both["ar"]
     assert both.failures == []
+
+
+def test_a_ctc_only_system_output_goes_through_mir_eval_once(trained, data, monkeypatch):
+    calls = []
+    original = mir_eval.chord.evaluate
+    monkeypatch.setattr(mir_eval.chord, "evaluate",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    score_heads(trained, data.eval, parts=["ctc"])
+    assert len(calls) == len(data.eval)  # ctc and joint heads share the same frames
+    calls.clear()
+    score_heads(trained, data.eval, parts=["ctc", "ar"])  # joint frames: aligned AR sequence
+    differ = sum(not np.array_equal(out.joint_frames, out.ctc_frames)
+                 for out in predict(trained, data.eval, parts=["ctc", "ar"]))
+    assert differ > 0 and len(calls) == len(data.eval) + differ
 
 
 def test_a_semitone_shift_hurts_mir_eval_labels_but_not_token_accuracy(trained, data):

@@ -167,6 +167,25 @@ def test_mir_eval_runs_once_per_song(songs, monkeypatch):
     assert len(calls) == 5
 
 
+def test_a_shared_memo_scores_equal_estimates_once_and_only_those(songs, monkeypatch):
+    calls = []
+    original = mir_eval.chord.evaluate
+    monkeypatch.setattr(
+        mir_eval.chord, "evaluate", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    same = [estimate(s) for s in songs[:4]]
+    shifted = [estimate(s, shift=1) for s in songs[:4]]
+    broken = replace(same[0], est_labels=["C:mjr", *same[0].est_labels[1:]])
+    memo: dict = {}
+    first, _ = evaluate(same, memo=memo)
+    again, _ = evaluate([replace(e) for e in same], memo=memo)  # equal content, new objects
+    assert again == first and len(calls) == 4
+    other, _ = evaluate(shifted, memo=memo)  # other labels: scored anew
+    assert len(calls) == 8 and other["labels"]["majmin"] < first["labels"]["majmin"]
+    _, failures = evaluate([broken, *same[1:]], memo=memo, max_failure_rate=0.5)
+    assert [f["sample"] for f in failures] == [songs[0].id]  # a failure is never memoised
+
+
 def test_frames_to_segments():
     intervals, labels = frames_to_segments(["N", "N", "C:maj", "C:maj", "C:maj", "N"], 2.0)
     assert labels == ["N", "C:maj", "N"]

@@ -69,10 +69,12 @@ def score_heads(model: ChordModel, songs: Sequence[Song], *, parts: Sequence[str
                                             ref_sequence, labels))
     result = HeadMetrics()
     result.failures = []
+    memo: dict = {}  # a CTC-only model's joint head is its CTC head: mir_eval scores it once
     for head, head_estimates in estimates.items():
         if not head_estimates:
             continue
-        metrics, failures = evaluate(head_estimates, max_failure_rate=max_failure_rate)
+        metrics, failures = evaluate(head_estimates, max_failure_rate=max_failure_rate,
+                                     memo=memo)
         if tokens.get(head):
             correct, total = np.sum(tokens[head], axis=0)
             metrics["proxy"] = {"token_acc": float(correct / max(total, 1))}

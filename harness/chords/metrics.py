@@ -175,13 +175,17 @@ def edit_distance(ref: Sequence, est: Sequence) -> int:
 
 
 def evaluate(
-    estimates: Sequence[Estimate], *, max_failure_rate: float = 0.05
+    estimates: Sequence[Estimate], *, max_failure_rate: float = 0.05, memo: dict | None = None
 ) -> tuple[dict, list[dict]]:
     """Aggregate scores over songs; returns (metrics, failures).
 
     ``metrics`` is ``{"alignment": {...}, "labels": {...}, "eval": {"n_samples", "n_failed"}}``;
     ``alignment`` and the mir_eval part of ``labels`` appear when some estimate is timed,
     ``labels["seq_err"]`` when some estimate carries both sequences.
+
+    ``memo``, a dict shared by several calls, lets a timed estimate equal to one already scored
+    (same reference and estimate intervals and labels: e.g. a CTC-only model's system output is
+    its CTC head's) reuse mir_eval's scores instead of computing them again.
     """
     if not estimates:
         raise ValueError("evaluate() needs at least one estimate")
@@ -191,7 +195,7 @@ def evaluate(
     failures = []
     for estimate in estimates:
         try:
-            scores, edits = _score_estimate(estimate)
+            scores, edits = _score_estimate(estimate, {} if memo is None else memo)
         except MALFORMED as error:
             error_text = f"{type(error).__name__}: {error}"
             failures.append({"sample": estimate.song_id, "error": error_text})
@@ -224,15 +228,19 @@ def evaluate(
 
 
 def _score_estimate(
-    estimate: Estimate,
+    estimate: Estimate, memo: dict
 ) -> tuple[dict[str, float] | None, tuple[int, int] | None]:
     """Everything for one sample, so that a malformed sample contributes nothing at all."""
     ref_sequence, est_sequence = estimate.ref_sequence, estimate.est_sequence
     scores = edits = None
     if estimate.est_intervals is not None:
-        scores = score_song(
-            estimate.ref_intervals, estimate.ref_labels, estimate.est_intervals, estimate.est_labels
-        )
+        key = tuple((a.shape, a.tobytes(), tuple(labels)) for a, labels in (
+            (np.asarray(estimate.ref_intervals, dtype=float), estimate.ref_labels),
+            (np.asarray(estimate.est_intervals, dtype=float), estimate.est_labels)))
+        if key not in memo:  # a malformed estimate raises here and is never memoised
+            memo[key] = score_song(estimate.ref_intervals, estimate.ref_labels,
+                                   estimate.est_intervals, estimate.est_labels)
+        scores = memo[key]
     else:  # an untimed estimate's labels are its sequence
         ref_sequence = estimate.ref_labels if ref_sequence is None else ref_sequence
         est_sequence = estimate.est_labels if est_sequence is None else est_sequence
