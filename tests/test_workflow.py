@@ -59,8 +59,8 @@ def test_actionlint_catches_a_broken_workflow(actionlint: Path, tmp_path: Path) 
     assert any("nope" in r["message"] for r in lint(actionlint, broken))
 
 
-def test_gate_step_runs_the_readme_gate_and_writes_the_summary() -> None:
+def test_workflow_lints_runs_the_readme_gate_and_writes_the_summary() -> None:
     text = (ROOT / ".github" / "workflows" / "ablation.yml").read_text()
-    assert "make install" in text
+    assert "make install" in text and "ruff check" in text
     assert "pytest ablation_tests -k synthetic -n auto" in text
     assert "$GITHUB_STEP_SUMMARY" in text and "upload-artifact" in text
