@@ -179,12 +179,14 @@ def _progress(config: pytest.Config) -> Progress:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """The session's run count for the progress display."""
+    """The session's run count for the progress display: runs that will train, not those the
+    real tier skips without --real."""
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
-        state.progress.total_runs = sum(_tier(item) is not None
-                                        and not isinstance(item, HypothesisItem)
-                                        for item in session.items)
+        real = session.config.getoption("real")
+        state.progress.total_runs = sum(
+            _tier(item) is not None and not isinstance(item, HypothesisItem)
+            and (real or _tier(item) != REAL_TIER) for item in session.items)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -587,7 +587,8 @@ def test_progress_bar_per_run_with_the_session_count(pytester: pytest.Pytester) 
     pytester.makepyfile(test_prog="""
         from harness import ablation
 
-        study = ablation(variants={"a": {}, "b": {}}, seeds=1)
+        study = ablation(variants={"a": {}, "b": {}}, seeds=1, synthetic={"n": [1]},
+                         real={"dataset": ["x"]})
 
         @study
         def test_p(run, log):
@@ -597,8 +598,8 @@ def test_progress_bar_per_run_with_the_session_count(pytester: pytest.Pytester) 
             return {"acc": 1.0}
     """)
     shown = pytester.runpytest_subprocess("--ablation-progress", "on")
-    shown.assert_outcomes(passed=2)
-    shown.stderr.fnmatch_lines(["*[[]runs 1/2[]] default-a-seed0*4/4*loss=0.25*",
-                                "*[[]runs 2/2[]] default-b-seed0*"])
+    shown.assert_outcomes(passed=2, skipped=2)  # the real tier's runs need --real: not counted
+    shown.stderr.fnmatch_lines(["*[[]runs 1/2[]] synthetic-n=1-a-seed0*4/4*loss=0.25*",
+                                "*[[]runs 2/2[]] synthetic-n=1-b-seed0*"])
     quiet = pytester.runpytest_subprocess()  # auto: not a terminal here, so no bars
     assert "[runs" not in quiet.stderr.str()
