@@ -29,44 +29,44 @@ def _ablation_run(request: pytest.FixtureRequest) -> RunContext:
 @pytest.fixture
 def run(_ablation_run: RunContext) -> RunSpec:
     """The run being made: `.variant`, `.seed`, `.config` (merged), `.knobs`, `.tier`, `.id`."""
-    return _ablation_run.spec
+    return _ablation_run.fixture("run")
 
 
 @pytest.fixture
-def variant(run: RunSpec) -> str:
+def variant(_ablation_run: RunContext) -> str:
     """The variant's name."""
-    return run.variant
+    return _ablation_run.fixture("variant")
 
 
 @pytest.fixture
-def seed(run: RunSpec) -> int:
+def seed(_ablation_run: RunContext) -> int:
     """The run's seed (shared by every variant: same init, same data)."""
-    return run.seed
+    return _ablation_run.fixture("seed")
 
 
 @pytest.fixture
-def config(run: RunSpec) -> dict[str, Any]:
-    """The merged config: study base, then variant overrides, then knob values."""
-    return dict(run.config)
+def config(_ablation_run: RunContext) -> dict[str, Any]:
+    """The merged config: study base, then variant overrides, then knob values (a copy)."""
+    return _ablation_run.fixture("config")
 
 
 @pytest.fixture
-def knobs(run: RunSpec) -> dict[str, Any]:
+def knobs(_ablation_run: RunContext) -> dict[str, Any]:
     """The knob values of this run's setting, e.g. {"noise_sigma": 0.5}."""
-    return dict(run.knobs)
+    return _ablation_run.fixture("knobs")
 
 
 @pytest.fixture
-def tier(run: RunSpec) -> str:
+def tier(_ablation_run: RunContext) -> str:
     """The tier: "synthetic", "real", ..."""
-    return run.tier
+    return _ablation_run.fixture("tier")
 
 
 @pytest.fixture
 def log(_ablation_run: RunContext) -> StepLog:
     """`log(step, loss=0.3, ...)`: per-step training metrics (local run log, W&B with --wandb,
     progress bar); `log.steps(n)` declares the step budget for the progress bar's ETA."""
-    return _ablation_run.log
+    return _ablation_run.fixture("log")
 
 
 @pytest.fixture
@@ -104,11 +104,11 @@ def checkpoint(_ablation_run: RunContext) -> Path:
     session, as long as code and config (the fingerprint) are unchanged. The parent folder
     exists; the file is the body's to write.
     """
-    return _ablation_run.session.checkpoint_path(_ablation_run.study, _ablation_run.spec)
+    return _ablation_run.fixture("checkpoint")
 
 
 @pytest.fixture
 def device(_ablation_run: RunContext) -> str:
     """The torch device for this run: `cuda:0` on a GPU-pinned xdist worker, else `cuda` when a
     GPU is visible, else `cpu`. Recorded in the store with the physical GPU id."""
-    return _ablation_run.session.device
+    return _ablation_run.fixture("device")

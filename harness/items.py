@@ -86,14 +86,16 @@ class RunContext:
                                       metadata=metadata)
 
     def fixture(self, name: str) -> Any:
-        """Values of the run fixtures (`run`, `variant`, `seed`, `config`, `knobs`, ...)."""
+        """The value of run fixture `name` (`run`, `variant`, `seed`, `config`, ...): the one
+        place they are defined, for harness.fixtures and for bodies called outside their item."""
         spec = self.spec
-        values = {"run": spec, "variant": spec.variant, "seed": spec.seed, "config": spec.config,
-                  "knobs": dict(spec.knobs), "tier": spec.tier, "log": self.log,
-                  "device": self.session.device}
-        if name == "checkpoint":
-            return self.session.checkpoint_path(self.study, spec)
-        return values[name]
+        values: dict[str, Callable[[], Any]] = {
+            "run": lambda: spec, "variant": lambda: spec.variant, "seed": lambda: spec.seed,
+            "config": lambda: dict(spec.config), "knobs": lambda: dict(spec.knobs),
+            "tier": lambda: spec.tier, "log": lambda: self.log,
+            "device": lambda: self.session.device,
+            "checkpoint": lambda: self.session.checkpoint_path(self.study, spec)}
+        return values[name]()
 
 
 class _BodyCall:
