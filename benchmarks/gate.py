@@ -1,6 +1,6 @@
 """Benchmarks of the synthetic CI gate; each writes its section of docs/benchmarks.md.
 
-    python benchmarks/gate.py speed        # -n 0 vs -n 2 wall time (3 times each), per run,
+    python benchmarks/gate.py speed        # -n 0 vs -n 2 wall time (5 times each), per run,
                                            # start-up, profile
     python benchmarks/gate.py robustness   # support rate of every hypothesis over 20 base seeds
 
@@ -104,8 +104,8 @@ def startup_costs() -> str:
             f"{optim_s:.2f} s more (harness.chords.optim avoids it).")
 
 
-def one_run() -> dict:
-    """One synthetic combined run of the flagship, on one torch thread, outside pytest."""
+def one_run(threads: int = 1) -> dict:
+    """One synthetic combined run of the flagship, on `threads` torch threads, outside pytest."""
     sys.path.insert(0, str(ROOT))
     import torch
 
@@ -113,7 +113,7 @@ def one_run() -> dict:
     from harness.chords.fixtures import synthetic_data
     from harness.core.study import RunSpec
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     spec = RunSpec("heads", "synthetic", (("noise_sigma", 0.5),), "combined", 0,
                    {"parts": ["ctc", "ar"], "noise_sigma": 0.5})
     return train_and_score(spec, synthetic_data(dict(spec.config), 0), _NoLog())
@@ -148,11 +148,31 @@ def profile_one_run() -> str:
     return tabulate(rows, ["stage", "seconds", "share"], tablefmt="github")
 
 
+TWO_RUNS = """
+import sys, time
+sys.path.insert(0, "benchmarks")
+from gate import one_run
+one_run({threads})  # warm: imports and first calls
+start = time.perf_counter()
+one_run({threads})
+print(time.perf_counter() - start)
+"""
+
+
+def two_processes(threads: int) -> float:
+    """Seconds of one combined run while another process runs one too, each on `threads`
+    torch threads: what two xdist workers on two cores see."""
+    procs = [subprocess.Popen([sys.executable, "-c", TWO_RUNS.format(threads=threads)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    return statistics.fmean(float(proc.communicate()[0]) for proc in procs)
+
+
 SESSIONS = {  # name -> extra pytest arguments
     "-n 0": ["-n", "0"],  # no xdist: torch uses every core (intra-op threads)
     "-n 0 --torch-threads 1": ["-n", "0", "--torch-threads", "1"],  # one core
     "-n 2": ["-n", "2"],  # two workers, one torch thread each
 }
+ONE_CORE = "-n 0 --torch-threads 1"
 
 
 def speed(args: argparse.Namespace) -> None:
@@ -171,13 +191,23 @@ def speed(args: argparse.Namespace) -> None:
               f"{statistics.median(summed[name]):.1f}", code]
              for name, (code, _) in results.items()]
     serial, one_core, parallel = (statistics.median(walls[name]) for name in SESSIONS)
+    paired = [a / b for a, b in zip(walls["-n 0"], walls["-n 2"], strict=True)]
+    ceiling = 2 * statistics.median(summed["-n 0"]) / statistics.median(summed[ONE_CORE])
     body = [f"Each session {args.repeat} times, interleaved; medians.\n",
             tabulate(table, ["command", "wall s", "range", "summed run s", "exit"],
                      tablefmt="github"),
-            f"\nSpeed-up of `-n 2` over `-n 0`: **{serial / parallel:.2f}x** (over one core, "
-            f"`-n 0 --torch-threads 1`: {one_core / parallel:.2f}x). `-n 0` is not one core: "
-            "without xdist torch runs intra-op threads on every core, which the summed run "
-            "times show (summed run s: training + scoring of every run).\n"]
+            f"\nSpeed-up of `-n 2` over `-n 0`: **{serial / parallel:.2f}x** (repeat by "
+            f"repeat: {', '.join(f'{r:.2f}' for r in paired)}; over one core, `{ONE_CORE}`: "
+            f"{one_core / parallel:.2f}x). `-n 0` is not one core: without xdist torch runs "
+            "intra-op threads on every core, which the summed run times show (summed run s: "
+            "training + scoring of every run).\n",
+            f"Ceiling: with no start-up, no waiting, and each of two workers running as fast "
+            f"as one core alone, `-n 2` would finish in half the one-core summed run time, "
+            f"**{ceiling:.2f}x** faster than `-n 0`'s summed run time (2 x "
+            f"{statistics.median(summed['-n 0']):.1f} / "
+            f"{statistics.median(summed[ONE_CORE]):.1f}). A gap between the speed-up and this "
+            "ceiling is start-up and waiting (timeline below); the ceiling itself is set by how "
+            "much `-n 0`'s intra-op threads already gain.\n"]
     per_variant = defaultdict(list)
     for row in results["-n 0"][1]:
         per_variant[(row["study"], row["variant"])].append(row["duration"])
@@ -190,6 +220,11 @@ def speed(args: argparse.Namespace) -> None:
                 "hypothesis items, other tests and waiting):\n")
     body.append(timeline(results["-n 2"][1]) + "\n")
     body.append(startup_costs() + "\n")
+    one, two = two_processes(1), two_processes(2)
+    body.append(f"Oversubscribed: one combined run while a second process runs one too takes "
+                f"{one:.2f} s with 1 torch thread each and {two:.2f} s with 2 threads each "
+                f"({two / one:.0f}x slower: their OpenMP threads spin-wait on each other); the "
+                "plugin warns when workers x `--torch-threads` exceed the cores.\n")
     body.append("Where one run's time goes (cProfile, 1 thread):\n")
     body.append(profile_one_run())
     publish("speed", "\n".join(body))
@@ -219,7 +254,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(required=True)
     fast = sub.add_parser("speed")
-    fast.add_argument("--repeat", type=int, default=3, help="sessions of each kind (default 3)")
+    fast.add_argument("--repeat", type=int, default=5, help="sessions of each kind (default 5)")
     fast.set_defaults(func=speed)
     rob = sub.add_parser("robustness")
     rob.add_argument("--bases", type=int, default=20)
