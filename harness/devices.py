@@ -75,8 +75,8 @@ def usable_cores() -> int:
 def oversubscription(workers: int, threads: int, cores: int) -> str | None:
     """Why `workers` processes of `threads` torch threads each are too many for `cores`, or
     None. Several threads per worker beyond the cores make OpenMP threads spin-wait on each
-    other: the synthetic gate with `-n 2 --torch-threads 2` on 2 cores ran ~10x slower than
-    with 1 thread per worker (docs/benchmarks.md). One thread per worker only time-slices."""
+    other, which makes runs several times slower (docs/benchmarks.md, "Oversubscribed"). One
+    thread per worker only time-slices."""
     if threads <= 1 or workers * threads <= cores:
         return None
     return (f"--torch-threads {threads} with {workers} xdist workers asks for "
