@@ -18,6 +18,10 @@ from collections.abc import Sequence
 
 import pytest
 
+# In-process runs (pytester.runpytest) drop the modules first imported inside them, and numpy
+# cannot be imported twice in one process: the statistics' imports must predate every run.
+import harness.core.verdicts  # noqa: F401
+
 VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}, "twin": {"gain": 0.0}}'
 TWO_VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}}'
 ONE_SETTING = 'synthetic={"noise": [0.1]}'
