@@ -137,7 +137,9 @@ def pytest_configure(config: pytest.Config) -> None:
                               tracker=_tracker(config, store_path, session_id),
                               progress=_progress(config))
     config.stash[SESSION_KEY] = session
-    if not _is_worker(config):
+    if _is_worker(config):
+        session.opening = config.workerinput["ablation_opening"]  # type: ignore[attr-defined]
+    else:
         session.begin(list(config.invocation_params.args))
 
 
@@ -192,7 +194,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: every worker shares the session and gets the GPU list to pick from."""
-    node.workerinput["ablation_session"] = node.config.stash[SESSION_KEY].session_id
+    session = node.config.stash[SESSION_KEY]
+    node.workerinput["ablation_session"] = session.session_id
+    node.workerinput["ablation_opening"] = session.opening
     node.workerinput["ablation_gpus"] = _gpus(node.config)
 
 
@@ -246,6 +250,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if _is_worker(config):
         return
     session = config.stash[SESSION_KEY]
+    if not session.store.exists():  # no study anywhere, ever: nothing to show
+        return
     sections = session_sections(session.store, session.session_id,
                                 session.store.study_options(session.session_id))
     if not sections:
@@ -263,7 +269,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is None:
         return
-    if not _is_worker(session.config):
+    if not _is_worker(session.config) and state.store.exists():
         verdicts = state.store.verdicts(state.session_id)
         for study in dict.fromkeys(v["study"] for v in verdicts):
             state.tracker.log_verdicts(study=study,

@@ -19,7 +19,7 @@ from typing import Any
 from harness.core.metrics import flatten
 from harness.core.provenance import fingerprint, git_commit
 from harness.core.runs import RunCoordinator
-from harness.core.store import Owner, RunRecord, Store
+from harness.core.store import Owner, RunRecord, Store, utc_now
 from harness.core.study import RunSpec, Study
 from harness.progress import Progress
 
@@ -64,14 +64,19 @@ class AblationSession:
         self.owner = Owner.current(worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)
+        self.opening: dict[str, Any] = {}  # begin_session's arguments, from the controller
+        self._recorded = False
         self._code_files: dict[str, list[Path]] = {}
         self._fingerprints: dict[tuple[str | None, str], str] = {}
 
     def begin(self, argv: list[str]) -> None:
-        self.store.begin_session(self.session_id, argv=argv,
-                                 meta={"host": self.owner.host, "rootdir": str(self.rootdir),
-                                       "git_commit": git_commit(self.rootdir),
-                                       "python": sys.version.split()[0]})
+        """Note the session's start (the controller's). The store records it when a study is
+        first registered, by whichever process collects one: a pytest run without studies
+        leaves no store behind."""
+        self.opening = {"argv": argv, "started_at": utc_now(),
+                        "meta": {"host": self.owner.host, "rootdir": str(self.rootdir),
+                                 "git_commit": git_commit(self.rootdir),
+                                 "python": sys.version.split()[0]}}
 
     @property
     def device(self) -> str:
@@ -88,8 +93,15 @@ class AblationSession:
         """The device as recorded in the store: the physical GPU id, or cpu."""
         return self._device_label or self.device
 
+    def _record_session(self) -> None:
+        """The session's row, written before this process's first write (once)."""
+        if not self._recorded:
+            self.store.begin_session(self.session_id, **self.opening)
+            self._recorded = True
+
     def register(self, study: Study) -> None:
         """Remember how the study's tables are shown, for the summary and later reports."""
+        self._record_session()
         self.store.save_study(self.session_id, study.name or "",
                               {"tables": study.tables, "minimize": list(study.minimize)})
 
@@ -133,6 +145,7 @@ class AblationSession:
     def obtain(self, study: Study, spec: RunSpec, body: Callable[[], Any],
                on_start: Callable[[], None] | None = None) -> RunRecord:
         """The run's record: from this session, from the store (with reuse), or computed now."""
+        self._record_session()
 
         def compute() -> tuple[dict[str, float], list[dict]]:
             if on_start:

@@ -37,20 +37,29 @@ def done(store: Store, session: str, spec: Spec, fingerprint: str = "fp1", **met
     return store.finish(row.id, metrics=metrics or {"acc": 0.5}, failures=[], **FINISH)
 
 
+def test_opening_creates_nothing_until_first_use(tmp_path):
+    store = Store(tmp_path / "deep" / "results.sqlite")
+    assert not store.exists() and not (tmp_path / "deep").exists()
+    assert store.latest_session() is None  # first use: folder, file and schema
+    assert store.exists()
+
+
 def test_schema_is_created_once_with_wal(store):
-    assert store.path.exists()
+    store.sessions()
     db = sqlite3.connect(store.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "sessions", "runs", "verdicts"} <= tables
-    Store(store.path).close()  # reopening adds nothing
+    Store(store.path).sessions()  # reopening adds nothing
     assert db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
 
 
 def test_newer_schema_is_refused(store):
     store.db.execute("UPDATE schema_version SET version = 99")
-    with pytest.raises(StoreError, match="schema version 99"):
-        Store(store.path)
+    newer = Store(store.path)
+    for _ in range(2):  # every use refuses it, not only the first
+        with pytest.raises(StoreError, match="schema version 99"):
+            newer.sessions()
 
 
 def test_sessions(store):
@@ -58,8 +67,10 @@ def test_sessions(store):
     store.begin_session("s1", argv=["-x"], meta={"seed": 1})
     store.begin_session("s2", argv=[], meta={})
     store.begin_session("s1", argv=["again"], meta={})  # idempotent: a worker may call it too
+    store.begin_session("s0", argv=[], meta={}, started_at="2026-01-01T00:00:00+00:00")
     store.end_session("s1", exitstatus=1)
-    first, second = store.sessions()
+    earliest, first, second = store.sessions()
+    assert earliest["started_at"] == "2026-01-01T00:00:00+00:00"
     assert (first["session"], first["argv"], first["meta"], first["exitstatus"]) == (
         "s1", ["-x"], {"seed": 1}, 1)
     assert first["finished_at"].endswith("+00:00") and second["finished_at"] is None

@@ -120,3 +120,24 @@ def test_chord_metrics_are_bitwise_equal_with_and_without_xdist(tmp_path: Path) 
     serial, parallel = (_stored_metrics(stores[w]) for w in ("0", "2"))
     assert len(serial) == 9
     assert serial == parallel  # the JSON text: every float to the last bit
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_a_session_without_studies_leaves_no_store(pytester: pytest.Pytester,
+                                                    workers: list[str]) -> None:
+    """The plugin loads in every pytest run of the environment: it stays out of the way."""
+    pytester.makepyfile(test_plain="def test_x():\n    assert True\n")
+    pytester.runpytest_subprocess(*workers, "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not (pytester.path / ".ablation").exists()
+
+
+def test_the_session_row_is_the_controllers_whoever_writes_it(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAININGS", str(pytester.path / "trainings.txt"))
+    pytester.makepyfile(test_k=STUDY)
+    pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=18)
+    db = sqlite3.connect(pytester.path / ".ablation" / "results.sqlite")
+    (argv, started, finished, exitstatus), = db.execute(
+        "SELECT argv, started_at, finished_at, exitstatus FROM sessions").fetchall()
+    first_run = db.execute("SELECT min(started_at) FROM runs").fetchone()[0]
+    assert '"-n", "2"' in argv and started < first_run < finished and exitstatus == 0

@@ -135,7 +135,8 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The store's timestamps: ISO 8601 in UTC."""
     return datetime.now(timezone.utc).isoformat()
 
 
@@ -186,11 +187,13 @@ class Store:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inherited: list[sqlite3.Connection] = []
-        self._create_schema()
+
+    def exists(self) -> bool:
+        """Whether the file is there: a Store creates it, and its schema, on first use only."""
+        return self.path.is_file()
 
     def __reduce__(self) -> tuple:
         return Store, (self.path,)
@@ -201,12 +204,19 @@ class Store:
         if self._pid != os.getpid():
             if self._conn is not None:
                 self._inherited.append(self._conn)  # keep it unclosed: closing it is unsafe too
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._pid = os.getpid()
+            try:
+                self._create_schema()
+            except BaseException:  # e.g. a newer schema: every later use must refuse it too
+                self._conn.close()
+                self._conn, self._pid = None, -1
+                raise
         return self._conn
 
     def close(self) -> None:
@@ -251,15 +261,18 @@ class Store:
 
     # sessions
 
-    def begin_session(self, session: str, *, argv: list[str], meta: dict) -> None:
-        """Record a session start; idempotent, so every xdist worker may call it too."""
+    def begin_session(self, session: str, *, argv: list[str], meta: dict,
+                      started_at: str | None = None) -> None:
+        """Record a session start (now, unless `started_at` says when); idempotent, so every
+        xdist worker may call it too."""
         self.db.execute(
             "INSERT OR IGNORE INTO sessions (session, started_at, argv, meta, host)"
-            " VALUES (?, ?, ?, ?, ?)", (session, _now(), dumps(argv), dumps(meta), host()))
+            " VALUES (?, ?, ?, ?, ?)",
+            (session, started_at or utc_now(), dumps(argv), dumps(meta), host()))
 
     def end_session(self, session: str, *, exitstatus: int) -> None:
         self.db.execute("UPDATE sessions SET finished_at = ?, exitstatus = ? WHERE session = ?",
-                        (_now(), int(exitstatus), session))
+                        (utc_now(), int(exitstatus), session))
 
     def sessions(self) -> list[dict]:
         """All sessions, oldest first, `argv` and `meta` decoded."""
@@ -306,12 +319,12 @@ class Store:
                     " '{}')",
                     (session, spec.key, spec.study, spec.tier, dumps(dict(spec.knobs)),
                      spec.variant, spec.seed, fingerprint, dumps(config), owner.host, owner.pid,
-                     owner.worker, _now()))
+                     owner.worker, utc_now()))
             elif row.status == "running" and _holder_gone(row, owner):
                 db.execute(
                     "UPDATE runs SET fingerprint = ?, config = ?, host = ?, pid = ?, worker = ?,"
                     " started_at = ? WHERE id = ?",
-                    (fingerprint, dumps(config), owner.host, owner.pid, owner.worker, _now(),
+                    (fingerprint, dumps(config), owner.host, owner.pid, owner.worker, utc_now(),
                      row.id))
             else:
                 return row.status, row
@@ -324,14 +337,14 @@ class Store:
             "UPDATE runs SET status = 'done', metrics = ?, failures = ?, duration = ?, device = ?,"
             " versions = ?, git_commit = ?, finished_at = ? WHERE id = ? AND status = 'running'",
             (dumps({k: float(v) for k, v in metrics.items()}), dumps(list(failures)), duration,
-             device, dumps(versions), git_commit, _now(), row_id))
+             device, dumps(versions), git_commit, utc_now(), row_id))
         return self._by_id(row_id)
 
     def fail(self, row_id: int, *, error: str, duration: float) -> RunRecord:
         """Mark a claimed row failed: the session will not retry it (a finished row stays)."""
         self.db.execute(
             "UPDATE runs SET status = 'failed', error = ?, duration = ?, finished_at = ?"
-            " WHERE id = ? AND status = 'running'", (error, duration, _now(), row_id))
+            " WHERE id = ? AND status = 'running'", (error, duration, utc_now(), row_id))
         return self._by_id(row_id)
 
     def release(self, row_id: int) -> None:
@@ -363,7 +376,7 @@ class Store:
             if existing is not None:
                 return existing
             copied = {f.name: getattr(record, f.name) for f in fields(RunRecord) if f.name != "id"}
-            now = _now()
+            now = utc_now()
             copied.update(session=session, source="store", reused_from=record.id,
                           host=owner.host, pid=owner.pid, worker=owner.worker,
                           started_at=now, finished_at=now)
