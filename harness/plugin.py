@@ -5,6 +5,7 @@ Registered through the `pytest11` entry point, so installing the package is enou
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -276,6 +277,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                        rows=[v for v in verdicts if v["study"] == study])
         state.store.end_session(state.session_id, exitstatus=int(exitstatus))
     state.tracker.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close this process's store connection. An xdist worker exits right after: freezing what
+    is alive spares the interpreter's final garbage collections over torch's many objects (the
+    worker's exit, which the controller waits for, went from ~0.6 s to ~0.2 s here)."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.store.close()
+    if _is_worker(config):
+        gc.freeze()
 
 
 __all__ = ["HypothesisCollector", "HypothesisItem"]

@@ -136,6 +136,9 @@ def test_the_session_row_is_the_controllers_whoever_writes_it(
     monkeypatch.setenv("TRAININGS", str(pytester.path / "trainings.txt"))
     pytester.makepyfile(test_k=STUDY)
     pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=18)
+    # every process closed its connection (workers freeze their objects before exiting)
+    assert sorted(p.name for p in (pytester.path / ".ablation").glob("results.sqlite*")) == [
+        "results.sqlite"]
     db = sqlite3.connect(pytester.path / ".ablation" / "results.sqlite")
     (argv, started, finished, exitstatus), = db.execute(
         "SELECT argv, started_at, finished_at, exitstatus FROM sessions").fetchall()
