@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.metrics import flatten
-from harness.core.provenance import fingerprint, git_commit
+from harness.core.provenance import fingerprint
 from harness.core.runs import RunCoordinator
 from harness.core.store import Owner, RunRecord, Store, utc_now
 from harness.core.study import RunSpec, Study
@@ -64,7 +64,7 @@ class AblationSession:
         self.owner = Owner.current(worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)
-        self.opening: dict[str, Any] = {}  # begin_session's arguments, from the controller
+        self.opening: dict[str, Any] = {}  # the controller's argv and start, for the session row
         self._recorded = False
         self._code_files: dict[str, list[Path]] = {}
         self._fingerprints: dict[tuple[str | None, str], str] = {}
@@ -72,11 +72,8 @@ class AblationSession:
     def begin(self, argv: list[str]) -> None:
         """Note the session's start (the controller's). The store records it when a study is
         first registered, by whichever process collects one: a pytest run without studies
-        leaves no store behind."""
-        self.opening = {"argv": argv, "started_at": utc_now(),
-                        "meta": {"host": self.owner.host, "rootdir": str(self.rootdir),
-                                 "git_commit": git_commit(self.rootdir),
-                                 "python": sys.version.split()[0]}}
+        leaves no store behind and runs no git."""
+        self.opening = {"argv": argv, "started_at": utc_now()}
 
     @property
     def device(self) -> str:
@@ -96,7 +93,10 @@ class AblationSession:
     def _record_session(self) -> None:
         """The session's row, written before this process's first write (once)."""
         if not self._recorded:
-            self.store.begin_session(self.session_id, **self.opening)
+            meta = {"host": self.owner.host, "rootdir": str(self.rootdir),
+                    "git_commit": self.coordinator.git_commit,  # computed once, runs reuse it
+                    "python": sys.version.split()[0]}
+            self.store.begin_session(self.session_id, meta=meta, **self.opening)
             self._recorded = True
 
     def register(self, study: Study) -> None:
