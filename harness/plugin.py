@@ -187,9 +187,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
         real = session.config.getoption("real")
-        state.progress.total_runs = sum(
-            _tier(item) is not None and not isinstance(item, HypothesisItem)
-            and (real or _tier(item) != REAL_TIER) for item in session.items)
+        tiers = [_tier(item) for item in session.items if not isinstance(item, HypothesisItem)]
+        state.progress.total_runs = sum(tier is not None and (real or tier != REAL_TIER)
+                                        for tier in tiers)
 
 
 @pytest.hookimpl(optionalhook=True)

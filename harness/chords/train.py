@@ -134,7 +134,7 @@ def fit(
     seed: int,
     log: Callable[[int, dict], None] | None = None,
     checkpoint: Path | None = None,
-    validate: Callable[[ChordModel], float] | None = None,
+    validate: Callable[[ChordModel], dict[str, float]] | None = None,
 ) -> dict[str, float]:
     """Train the unfrozen parts for ``config.steps`` steps; returns the last step's losses
     (``{"loss/ctc": ..., "loss/ar": ...}``, trained parts only), also passed to ``log`` every
