@@ -24,9 +24,9 @@ import harness.core.verdicts  # noqa: F401
 
 VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}, "twin": {"gain": 0.0}}'
 TWO_VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}}'
-ONE_SETTING = 'synthetic={"noise": [0.1]}'
-TWO_SETTINGS = 'synthetic={"noise": [0.1, 0.2]}'
-WITH_REAL = 'synthetic={"noise": [0.1, 0.2]}, real={"dataset": ["x"]}'
+ONE_SETTING = 'tiers={"synthetic": {"noise": [0.1]}}'
+TWO_SETTINGS = 'tiers={"synthetic": {"noise": [0.1, 0.2]}}'
+WITH_REAL = 'tiers={"synthetic": {"noise": [0.1, 0.2]}, "real": {"dataset": ["x"]}}'
 BETTER_GT_BASE = '"better > base", metric="model/labels/acc", margin=0.05'
 HYP = "better>base[model/labels/acc]"
 STORE = ".ablation/results.sqlite"
@@ -264,7 +264,7 @@ def test_pure_noise_is_inconclusive_with_a_seeds_estimate(pytester: pytest.Pytes
 
 def test_hypothesis_selected_alone_computes_its_runs(pytester: pytest.Pytester):
     pytester.makepyfile(test_alone=toy(expects=[
-        BETTER_GT_BASE, '"better >= base", metric="model/labels/acc", name="not_worse"']))
+        BETTER_GT_BASE, '"better >= base", metric="model/labels/acc", margin=0.01, name="not_worse"']))
     result = pytester.runpytest("-k", "not_worse")
     result.assert_outcomes(passed=1, deselected=12 + 1)
     rows = latest_session_runs(pytester)
@@ -569,7 +569,7 @@ def test_synthetic_and_real_verdicts_side_by_side(pytester: pytest.Pytester) -> 
         from harness import ablation
 
         study = ablation(variants={"base": {}, "better": {"gain": 0.2}}, seeds=4,
-                         synthetic={"noise": [0.1, 0.2]}, real={"dataset": ["x"]})
+                         tiers={"synthetic": {"noise": [0.1, 0.2]}, "real": {"dataset": ["x"]}})
 
         @study
         def test_t(run):
@@ -591,8 +591,8 @@ def test_progress_bar_per_run_with_the_session_count(pytester: pytest.Pytester) 
     pytester.makepyfile(test_prog="""
         from harness import ablation
 
-        study = ablation(variants={"a": {}, "b": {}}, seeds=1, synthetic={"n": [1]},
-                         real={"dataset": ["x"]})
+        study = ablation(variants={"a": {}, "b": {}}, seeds=1,
+                         tiers={"synthetic": {"n": [1]}, "real": {"dataset": ["x"]}})
 
         @study
         def test_p(run, log):

@@ -31,7 +31,7 @@ import random
 from harness import ablation
 
 toy = ablation(variants={{"base": {{}}, "better": {{"gain": 1.0}}}}, seeds=3,
-               synthetic={{"noise": [0.1]}})
+               tiers={{"synthetic": {{"noise": [0.1]}}}})
 
 
 @toy

@@ -138,13 +138,35 @@ def test_run_spec_key_and_setting():
     assert spec.key == '["heads", "synthetic", [["noise", 0.5]], "a", 0]'
 
 
-def test_ablation_takes_tiers_as_keywords():
+def test_ablation_takes_tiers_in_tiers():
     study = ablation(variants={"a": {}, "b": {}}, seeds=2, name="s", base={"x": 1},
-                     synthetic={"noise": [0.1, 0.2]}, real={"dataset": ["billboard"]})
+                     tiers={"synthetic": {"noise": [0.1, 0.2]}, "real": {"dataset": ["billboard"]}})
     assert study.tiers == {"synthetic": {"noise": [0.1, 0.2]}, "real": {"dataset": ["billboard"]}}
     assert study.name == "s"
     assert study.base == {"x": 1}
     assert len(study.runs()) == 3 * 2 * 2
+
+
+def test_a_tier_may_bear_an_option_name():
+    # tiers live in their own dict, so a tier called "base" is a tier, never the base config
+    study = ablation(variants={"a": {}}, seeds=1, base={"x": 1},
+                     tiers={"base": {"k": [1]}, "tables": {"k": [2]}})
+    assert list(study.tiers) == ["base", "tables"]
+    assert study.base == {"x": 1}
+    assert [s.config for s in study.runs()] == [{"x": 1, "k": 1}, {"x": 1, "k": 2}]
+
+
+@pytest.mark.parametrize("options, hint", [
+    ({"reall": {"dataset": ["x"]}}, "write tiers={'reall': {'dataset': ['x']}}"),
+    ({"seed": 3}, "did you mean seeds=?"),
+    ({"minimise": ["loss"]}, "did you mean minimize=?"),
+    ({"synthetic": {"noise": [0.5]}}, "tiers={'synthetic': {'noise': [0.5]}}"),
+    ({"colour": "red"}, "the options are variants, seeds, tiers"),
+])
+def test_error_unknown_option(options, hint):
+    message = declaration_error(lambda: ablation(variants={"a": {}}, **options))
+    assert f"ablation() has no option {next(iter(options))!r}" in message
+    assert hint in message
 
 
 def test_decorating_names_the_study_after_the_function():
@@ -258,20 +280,33 @@ def test_error_duplicate_hypothesis_name():
 
 
 def test_error_knob_is_not_a_list():
-    message = declaration_error(lambda: ablation(variants={"a": {}}, synthetic={"noise": 0.5}))
+    message = declaration_error(lambda: ablation(variants={"a": {}}, tiers={"s": {"noise": 0.5}}))
     assert "knob 'noise' must be a non-empty list" in message
     assert "[0.5]" in message
 
 
 def test_error_duplicate_knob_values():
-    message = declaration_error(lambda: ablation(variants={"a": {}}, synthetic={"k": [1, 2, 1]}))
+    message = declaration_error(lambda: ablation(variants={"a": {}}, tiers={"s": {"k": [1, 2, 1]}}))
     assert "knob 'k' has duplicate values" in message
 
 
-def test_error_equivalence_with_margin_zero():
+@pytest.mark.parametrize("op, strict", [(">=", ">"), ("<=", "<")])
+def test_error_non_inferiority_without_a_margin(op, strict):
     study = two_variants()
-    message = declaration_error(lambda: study.expect("a == b", metric="acc"))
-    assert "margin=0.0 must be > 0 for equivalence" in message
+    message = declaration_error(lambda: study.expect(f"a {op} b", metric="acc"))
+    assert "non-inferiority within a margin" in message
+    assert f"give margin > 0" in message and f"'a {strict} b'" in message
+
+
+def test_identity_is_equivalence_with_margin_zero():
+    assert two_variants().expect("a == b", metric="acc").margin == 0.0
+
+
+@pytest.mark.parametrize("margin", [float("nan"), float("inf")])
+def test_error_margin_not_finite(margin):
+    study = two_variants()
+    message = declaration_error(lambda: study.expect("a > b", metric="acc", margin=margin))
+    assert "must be a finite number >= 0" in message
 
 
 def test_error_negative_margin():
@@ -295,7 +330,8 @@ def test_error_alpha_out_of_range(alpha):
 
 
 def test_error_variant_overrides_a_knob():
-    message = declaration_error(lambda: ablation(variants={"a": {"lr": 1}}, synthetic={"lr": [2]}))
+    message = declaration_error(lambda: ablation(variants={"a": {"lr": 1}},
+                                                 tiers={"synthetic": {"lr": [2]}}))
     assert "variant 'a' sets ['lr']" in message
     assert "tier 'synthetic'" in message
 

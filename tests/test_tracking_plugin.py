@@ -14,7 +14,7 @@ STUDY = """
 from harness import ablation
 
 study = ablation(variants={"base": {"lr": 0.1}, "better": {"lr": 0.2}}, seeds=2,
-                 synthetic={"noise": [0.5]})
+                 tiers={"synthetic": {"noise": [0.5]}})
 
 @study
 def test_tracked(run, log):

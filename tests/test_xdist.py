@@ -19,7 +19,7 @@ import os, pathlib, random, time
 from harness import ablation
 
 study = ablation(variants={"a": {}, "b": {"gain": 0.3}, "c": {"gain": 0.1}}, seeds=3,
-                 synthetic={"noise": [0.1, 0.2]})
+                 tiers={"synthetic": {"noise": [0.1, 0.2]}})
 
 @study
 def test_k(run):

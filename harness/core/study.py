@@ -12,6 +12,7 @@ knows nothing of pytest, so a study can be expanded, checked and decided in a sc
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import inspect
 import itertools
@@ -242,8 +243,10 @@ class Study:
                test: str = "t", name: str | None = None) -> Hypothesis:
         """Declare a hypothesis: `expect("combined >= ctc_only", metric="joint/labels/majmin")`.
 
-        `>` is superiority by `margin`, `>=` non-inferiority within `margin`, `==` equivalence
-        within `margin` (two one-sided tests); see docs/statistics.md.
+        `>` is superiority by `margin`, `>=` non-inferiority within `margin` (> 0), `==`
+        equivalence within `margin` (two one-sided tests); `==` with margin 0 claims the two
+        variants identical (equal values on every seed), decided without a test. See
+        docs/statistics.md.
         """
         where = _caller()
         try:
@@ -265,9 +268,16 @@ class Study:
                        f"{', '.join(TESTS)}", where)
         if not 0 < hyp.alpha < 0.5:
             self._fail(f"hypothesis {expr!r}: alpha={alpha} must lie in (0, 0.5)", where)
-        if hyp.margin < 0 or (hyp.op == "==" and hyp.margin <= 0):
-            need = "> 0 for equivalence (==)" if hyp.op == "==" else ">= 0"
-            self._fail(f"hypothesis {expr!r}: margin={margin} must be {need}", where)
+        if not (hyp.margin >= 0 and hyp.margin < float("inf")):
+            self._fail(f"hypothesis {expr!r}: margin={margin} must be a finite number >= 0",
+                       where)
+        if hyp.op in (">=", "<=") and hyp.margin == 0:
+            strict = hyp.op[0]
+            self._fail(f"hypothesis {expr!r}: '{hyp.op}' is non-inferiority within a margin, "
+                       f"and margin=0 would make it the superiority claim "
+                       f"'{hyp.a} {strict} {hyp.b}': give margin > 0 (how much worse "
+                       f"{hyp.a} may be and still count as not worse), or write "
+                       f"'{hyp.a} {strict} {hyp.b}'", where)
         if any(h.label == hyp.label for h in self.hypotheses):
             self._fail(f"duplicate hypothesis {hyp.label!r}; give one a name=...", where)
         self.hypotheses.append(hyp)
@@ -331,17 +341,33 @@ class Study:
         return [v for v in self.variants if v in used]
 
 
+OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "minimize", "code")
+
+
 def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
              **options: Any) -> Study:
-    """Declare an ablation study. Tiers are keyword arguments holding knobs:
+    """Declare an ablation study; tiers and their knobs go in `tiers`:
 
         heads = ablation(variants={...}, seeds=3,
-                         synthetic={"noise_sigma": [0.5, 1.0]}, real={"dataset": ["billboard"]})
+                         tiers={"synthetic": {"noise_sigma": [0.5, 1.0]},
+                                "real": {"dataset": ["billboard"]}})
 
-    Other keywords (base, tier_config, name, correction, tables, minimize, code) are passed to
-    `Study`.
+    The other keywords (base, tier_config, name, correction, tables, minimize, code) are
+    `Study`'s. A keyword that is none of these is an error naming the file and line: a
+    misspelt option must never pass silently.
     """
-    study_options = {k: options.pop(k) for k in ("base", "tier_config", "name", "correction",
-                                                 "tables", "minimize", "code") if k in options}
-    return Study(variants=variants, seeds=seeds, tiers=options or None, where=_caller(),
-                 **study_options)
+    where = _caller()
+    unknown = [key for key in options if key not in OPTIONS]
+    if unknown:
+        key = unknown[0]
+        value = options[key]
+        close = difflib.get_close_matches(key, (*OPTIONS, "seeds", "variants"), n=1)
+        if close:
+            hint = f"did you mean {close[0]}=?"
+        elif isinstance(value, Mapping):
+            hint = (f"to declare a tier, write tiers={{{key!r}: {value!r}}} (tiers are not "
+                    "keywords of their own, so that no tier can be mistaken for an option)")
+        else:
+            hint = f"the options are variants, seeds, {', '.join(OPTIONS)}"
+        raise StudyError(f"{where}: ablation() has no option {key!r}: {hint}")
+    return Study(variants=variants, seeds=seeds, where=where, **options)
