@@ -42,7 +42,7 @@ REAL = {
 }
 
 
-def train_and_score(run, chord_data, log, checkpoint=None):
+def train_and_score(run, chord_data):
     """One run: fresh model from the run's seed, train the variant's parts, score every head."""
     config = run.config
     model_config = ModelConfig(feature_dim=chord_data.feature_dim, **config.get("model", {}))
@@ -52,10 +52,10 @@ def train_and_score(run, chord_data, log, checkpoint=None):
     if "select" in config:  # best checkpoint per part, on train songs held out from fitting
         songs, validation = chord_data.held_out(config["select"]["held_out"])
         validate = selector(validation, config["select"]["metrics"])
-    log.steps(train_config.steps)
+    run.log.steps(train_config.steps)
     trained = fit(model, songs, train_config, seed=run.seed, validate=validate,
-                  log=lambda step, values: log(step, **values),
-                  checkpoint=checkpoint if train_config.checkpoint_every else None)
+                  log=lambda step, values: run.log(step, **values),
+                  checkpoint=run.checkpoint if train_config.checkpoint_every else None)
     metrics = score_heads(model, chord_data.eval, parts=config["parts"],
                           label_shift=config.get("label_shift", 0))
     for part in config["parts"]:
@@ -77,13 +77,12 @@ heads = ablation(
     tiers={"synthetic": {"noise_sigma": NOISE}, "real": {"dataset": ["billboard"]}},
     tier_config={"real": REAL},
     tables=TABLES,
-    code=["harness.chords"],
 )
 
 
 @heads
-def test_chord_heads(run, chord_data, log, checkpoint):
-    return train_and_score(run, chord_data, log, checkpoint)
+def test_chord_heads(run, chord_data):
+    return train_and_score(run, chord_data)
 
 
 # Joint decoding gives cleaner labels than per-frame CTC decisions ...
@@ -108,13 +107,12 @@ controls = ablation(
     seeds=3,  # the controls' effects are exact (A/A) or huge (a semitone off)
     tiers={"synthetic": {"noise_sigma": NOISE[:1]}},
     tables={**TABLES, "proxy": ["token_acc"]},
-    code=["harness.chords"],
 )
 
 
 @controls
-def test_chord_controls(run, chord_data, log):
-    return train_and_score(run, chord_data, log)
+def test_chord_controls(run, chord_data):
+    return train_and_score(run, chord_data)
 
 
 controls.expect("ctc_again == ctc_only", metric="joint/labels/majmin", margin=0)  # identical

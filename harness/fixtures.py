@@ -1,72 +1,38 @@
-"""Fixtures a study's test body can ask for: the run it is making and a step logger.
+"""Fixtures of the plugin: the run for fixtures that depend on it, and a setting's results.
 
-    @heads
-    def test_heads(run, log):      # run: RunSpec (variant, seed, config, knobs, tier)
-        ...
-        log(step, loss=loss)       # per-step metrics to W&B and the local run log
+A study body receives its run through its own parameters (`run`, `seed`, `config`, ...: see
+RUN_VALUES), never through fixtures, so no conftest fixture can stand in for them. A fixture
+that needs the run asks for `ablation_run`:
+
+    @pytest.fixture
+    def dataset(ablation_run):
+        return make_data(ablation_run.config["data"], seed=ablation_run.seed)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.core.study import RUN_ARG, RunSpec, Study
-from harness.items import SESSION_KEY, RunContext, StepLog, obtain_setting, run_context
+from harness.core.study import RUN_ARG, Study
+from harness.items import SESSION_KEY, Run, obtain_setting, run_for
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when results are decided
     from harness.core.verdicts import SettingResults
 
 
 @pytest.fixture(name=RUN_ARG)
-def _ablation_run(request: pytest.FixtureRequest) -> RunContext:
-    return run_context(request)
+def _ablation_run(request: pytest.FixtureRequest) -> Run:
+    return run_for(request)
 
 
 @pytest.fixture
-def run(_ablation_run: RunContext) -> RunSpec:
-    """The run being made: `.variant`, `.seed`, `.config` (merged), `.knobs`, `.tier`, `.id`."""
-    return _ablation_run.fixture("run")
-
-
-@pytest.fixture
-def variant(_ablation_run: RunContext) -> str:
-    """The variant's name."""
-    return _ablation_run.fixture("variant")
-
-
-@pytest.fixture
-def seed(_ablation_run: RunContext) -> int:
-    """The run's seed (shared by every variant: same init, same data)."""
-    return _ablation_run.fixture("seed")
-
-
-@pytest.fixture
-def config(_ablation_run: RunContext) -> dict[str, Any]:
-    """The merged config: study base, then variant overrides, then knob values (a copy)."""
-    return _ablation_run.fixture("config")
-
-
-@pytest.fixture
-def knobs(_ablation_run: RunContext) -> dict[str, Any]:
-    """The knob values of this run's setting, e.g. {"noise_sigma": 0.5}."""
-    return _ablation_run.fixture("knobs")
-
-
-@pytest.fixture
-def tier(_ablation_run: RunContext) -> str:
-    """The tier: "synthetic", "real", ..."""
-    return _ablation_run.fixture("tier")
-
-
-@pytest.fixture
-def log(_ablation_run: RunContext) -> StepLog:
-    """`log(step, loss=0.3, ...)`: per-step training metrics (local run log, W&B with --wandb,
-    progress bar); `log.steps(n)` declares the step budget for the progress bar's ETA."""
-    return _ablation_run.fixture("log")
+def ablation_run(_ablation_run: Run) -> Run:
+    """The run being made (the body's `run`): `.variant`, `.seed`, `.config`, `.knobs`,
+    `.tier`, `.device`, `.checkpoint`, `.log`. Only a study's body and its fixtures have one."""
+    return _ablation_run
 
 
 @pytest.fixture
@@ -78,7 +44,7 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
 
         def test_planted_regression(ablation_results):
             results = ablation_results(controls, knobs={"noise_sigma": 0.5})
-            verdict = results.decide("bug >= ctc_only", metric="joint/labels/majmin")
+            verdict = results.decide("bug >= ctc_only", metric="joint/labels/majmin", margin=0.01)
     """
 
     def results(study: Study, tier: str | None = None,
@@ -94,21 +60,3 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
         return SettingResults(study, runs, request.config.stash[SESSION_KEY].seeds(study))
 
     return results
-
-
-@pytest.fixture
-def checkpoint(_ablation_run: RunContext) -> Path:
-    """Path for this run's training checkpoint (.ablation/checkpoints/<study>/<run>-<fp>.pt).
-
-    It survives the session: a run interrupted mid-training resumes from it in the next
-    session, as long as code and config (the fingerprint) are unchanged. The parent folder
-    exists; the file is the body's to write.
-    """
-    return _ablation_run.fixture("checkpoint")
-
-
-@pytest.fixture
-def device(_ablation_run: RunContext) -> str:
-    """The torch device for this run: `cuda:0` on a GPU-pinned xdist worker, else `cuda` when a
-    GPU is visible, else `cpu`. Recorded in the store with the physical GPU id."""
-    return _ablation_run.fixture("device")

@@ -7,95 +7,135 @@ calling the study's test body with its fixtures, so `-k` can select a hypothesis
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.core.inputs import READS
 from harness.core.runs import RunFailed
 from harness.core.store import RunRecord
-from harness.core.study import RUN_ARG, Hypothesis, Knobs, RunSpec, Study, setting_id
+from harness.core.study import RUN_ARG, RUN_VALUES, Hypothesis, Knobs, RunSpec, Study, setting_id
 from harness.session import AblationSession
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a hypothesis is decided
     from harness.core.verdicts import RunMetrics
 
 SESSION_KEY = pytest.StashKey[AblationSession]()
-RUN_FIXTURES = ("run", "variant", "seed", "config", "knobs", "tier", "log", "device",
-                "checkpoint")
+
+
+class RunAborted(Exception):
+    """The body was failed by pytest itself (`pytest.fail`, or a `--timeout` that fired): the
+    run is stored as failed once, so that no other item trains it again."""
 
 
 class StepLog:
-    """`log(step, loss=0.3)`: per-step metrics to the run log, W&B and the progress bar;
-    `log.steps(1000)` declares the step budget, for the progress bar's ETA."""
+    """`run.log(step, loss=0.3)`: per-step metrics to the run log, W&B and the progress bar;
+    `run.log.steps(1000)` declares the step budget, for the progress bar's ETA."""
 
-    def __init__(self, context: RunContext) -> None:
-        self._context = context
+    def __init__(self, run: Run) -> None:
+        self._run = run
 
     def __call__(self, step: int, **values: float) -> None:
-        if self._context._log is not None:
-            self._context._log.log(step, **values)
-        self._context.session.progress.update(step, values)
+        if self._run._log is not None:
+            self._run._log.log(step, **values)
+        self._run._session.progress.update(step, values)
 
     def steps(self, total: int) -> None:
-        self._context.session.progress.steps(total)
+        self._run._session.progress.steps(total)
 
 
-class RunContext:
-    """One run as the test body sees it (through the `run`, `log`, ... fixtures)."""
+class Run:
+    """The run a study's body makes: its `run` argument, and `ablation_run` for fixtures.
+
+        run.variant, run.seed, run.tier, run.id   # what is being run
+        run.config, run.knobs                     # merged config (a copy), knob values
+        run.device, run.checkpoint                # torch device, a path to resume from
+        run.log(step, loss=0.3)                   # per-step metrics
+    """
 
     def __init__(self, session: AblationSession, study: Study, spec: RunSpec) -> None:
-        self.session, self.study, self.spec = session, study, spec
+        self._session, self._study, self.spec = session, study, spec
+        self.config: dict[str, Any] = copy.deepcopy(dict(spec.config))
+        self.knobs: Mapping[str, Any] = MappingProxyType(dict(spec.knobs))
+        self.log = StepLog(self)
         self._computing = False
         self._log = None
-        self.log = StepLog(self)
+
+    variant = property(lambda self: self.spec.variant, doc="The variant's name.")
+    seed = property(lambda self: self.spec.seed,
+                    doc="The seed, shared by every variant: same init, same data.")
+    tier = property(lambda self: self.spec.tier, doc='The tier: "synthetic", "real", ...')
+    id = property(lambda self: self.spec.id, doc="synthetic-noise=0.5-combined-seed1")
+
+    @property
+    def device(self) -> str:
+        """`cuda:0` on a GPU-pinned xdist worker, else `cuda` when a GPU is visible, else
+        `cpu`; the store records the physical GPU."""
+        return self._session.device
+
+    @functools.cached_property
+    def checkpoint(self) -> Path:
+        """A path for this run's training checkpoint, beside the store, that survives the
+        session: an interrupted run resumes from it in the next session as long as code and
+        config are unchanged. The folder exists; the file is the body's to write."""
+        return self._session.checkpoint_path(self._study, self.spec)
+
+    def value(self, name: str) -> Any:
+        """What a body parameter named `name` (one of RUN_VALUES) receives."""
+        return self if name == "run" else getattr(self, name)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.spec.study}[{self.id}]>"
 
     def execute(self, body: Callable[[], Any]) -> RunRecord:
         """Obtain the run (exactly once per session); progress and tracking only follow a run
         that is computed here, not one read from the session or the store."""
+
+        def guarded() -> Any:
+            try:
+                return body()
+            except pytest.fail.Exception as exc:
+                raise RunAborted(str(exc)) from None
+
         try:
-            record = self.session.obtain(self.study, self.spec, body, on_start=self._start)
-        except BaseException:
+            record = self._session.obtain(self._study, self.spec, guarded, on_start=self._start)
+        except BaseException as exc:
             if self._log is not None:
                 self._log.finish({}, status="failed")
+            if isinstance(exc, RunAborted):  # stored as failed; the item fails as pytest said
+                pytest.fail(str(exc), pytrace=False)
             raise
         finally:
             if self._computing:
-                self.session.progress.finish()
+                self._session.progress.finish()
         if self._log is not None:
             self._log.finish(record.metrics)
         return record
 
     def _start(self) -> None:
         self._computing = True
-        self.session.progress.start(self.spec.id)
-        tracker = self.session.tracker
+        self._session.progress.start(self.id)
+        tracker = self._session.tracker
         if tracker is not None:
-            name = "-".join([f"{self.spec.variant}-seed{self.spec.seed}",
-                             *(f"{k}={v}" for k, v in self.spec.knobs)])
-            config = {**self.spec.config, "seed": self.spec.seed, "tier": self.spec.tier,
-                      "variant": self.spec.variant}
-            coordinator = self.session.coordinator
-            metadata = {"run": self.spec.id, "session": self.session.session_id,
-                        "host": self.session.owner.host, "pid": self.session.owner.pid,
-                        "worker": self.session.owner.worker, "device": self.session.device_label,
+            spec = self.spec
+            name = "-".join([f"{spec.variant}-seed{spec.seed}",
+                             *(f"{k}={v}" for k, v in spec.knobs)])
+            config = {**spec.config, "seed": spec.seed, "tier": spec.tier,
+                      "variant": spec.variant}
+            session, coordinator = self._session, self._session.coordinator
+            metadata = {"run": spec.id, "session": session.session_id,
+                        "host": session.owner.host, "pid": session.owner.pid,
+                        "worker": session.owner.worker, "device": session.device_label,
                         "versions": coordinator.versions, "git_commit": coordinator.git_commit,
-                        "fingerprint": self.session.fingerprint(self.study, self.spec)}
-            self._log = tracker.start(study=self.spec.study, name=name, config=config,
+                        "fingerprint": session.fingerprint(self._study, spec)}
+            self._log = tracker.start(study=spec.study, name=name, config=config,
                                       metadata=metadata)
-
-    def fixture(self, name: str) -> Any:
-        """The value of run fixture `name` (`run`, `variant`, `seed`, `config`, ...): the one
-        place they are defined, for harness.fixtures and for bodies called outside their item."""
-        spec = self.spec
-        values: dict[str, Callable[[], Any]] = {
-            "run": lambda: spec, "variant": lambda: spec.variant, "seed": lambda: spec.seed,
-            "config": lambda: dict(spec.config), "knobs": lambda: dict(spec.knobs),
-            "tier": lambda: spec.tier, "log": lambda: self.log,
-            "device": lambda: self.session.device,
-            "checkpoint": lambda: self.session.checkpoint_path(self.study, spec)}
-        return values[name]()
 
 
 class _BodyCall:
@@ -106,16 +146,17 @@ class _BodyCall:
     included (their teardown runs after the body).
     """
 
-    def __init__(self, item: pytest.Function, context: RunContext) -> None:
-        self.item, self.context = item, context
+    def __init__(self, item: pytest.Function, run: Run) -> None:
+        self.item, self.run = item, run
         self.values: dict[str, Any] = {}
         self.teardowns: list[Iterator[Any]] = []
 
     def __call__(self) -> Any:
-        function = self.context.study.function
+        function = self.run._study.function
         assert function is not None
         try:
-            kwargs = {name: self.resolve(name) for name in inspect.signature(function).parameters}
+            kwargs = {name: self.run.value(name) if name in RUN_VALUES else self.resolve(name)
+                      for name in inspect.signature(function).parameters}
             return function(**kwargs)
         finally:
             for generator in reversed(self.teardowns):
@@ -124,23 +165,26 @@ class _BodyCall:
     def resolve(self, name: str) -> Any:
         if name in self.values:
             return self.values[name]
-        if name in RUN_FIXTURES:
-            value = self.context.fixture(name)
+        if name == "ablation_run":
+            value: Any = self.run
         elif name == "request":
             value = self.item._request
         else:
             definitions = self.item.session._fixturemanager.getfixturedefs(name, self.item)
             if not definitions:
-                raise LookupError(f"fixture {name!r} not found for {self.item.nodeid}")
+                hint = (f"; a fixture gets the run's {name} as ablation_run.{name}"
+                        if name in RUN_VALUES else "")
+                raise LookupError(f"fixture {name!r} not found for {self.item.nodeid}{hint}")
             definition = definitions[-1]
             if definition.scope != "function":
                 value = self.item._request.getfixturevalue(name)
             else:
                 kwargs = {arg: self.resolve(arg) for arg in definition.argnames}
-                value = definition.func(**kwargs)
-                if inspect.isgenerator(value):
-                    self.teardowns.append(value)
-                    value = next(value)
+                with READS.recording():  # what a fixture reads is an input of the run
+                    value = definition.func(**kwargs)
+                    if inspect.isgenerator(value):
+                        self.teardowns.append(value)
+                        value = next(value)
         self.values[name] = value
         return value
 
@@ -152,9 +196,9 @@ def obtain_setting(item: pytest.Function, study: Study, tier: str, knobs: Knobs,
     session = item.config.stash[SESSION_KEY]
     runs: dict[tuple[str, int], dict[str, float] | str] = {}
     for spec in study.runs(tier, knobs, variants, seed_offset=session.seed_offset):
-        context = RunContext(session, study, spec)
+        run = Run(session, study, spec)
         try:
-            runs[(spec.variant, spec.seed)] = context.execute(_BodyCall(item, context)).metrics
+            runs[(spec.variant, spec.seed)] = run.execute(_BodyCall(item, run)).metrics
         except RunFailed as exc:
             last = (exc.error or "").strip().splitlines()[-1:] or ["no error recorded"]
             runs[(spec.variant, spec.seed)] = (f"the run failed ({last[0]}); its own item "
@@ -237,11 +281,16 @@ def hypothesis_collectors(parent: pytest.Collector, name: str, obj: Any,
             for tier, knobs in study.settings()] if study.hypotheses else []
 
 
-def run_context(request: pytest.FixtureRequest) -> RunContext:
-    """The hidden `_ablation_run` fixture's value for a run item."""
-    spec: RunSpec = request.param
-    study: Study = request.function.__ablation_study__
-    return RunContext(request.config.stash[SESSION_KEY], study, spec)
+def run_for(request: pytest.FixtureRequest) -> Run:
+    """The run of the item asking: its own for a run item, a clear error anywhere else."""
+    spec = getattr(request, "param", None)
+    study = getattr(request.function, "__ablation_study__", None)
+    if not isinstance(spec, RunSpec) or study is None:
+        pytest.fail(f"{request.node.nodeid}: fixture 'ablation_run' is the run of an ablation "
+                    "study's test body (a function decorated by a study from "
+                    "harness.ablation(...)); this test is not one, so it has no run",
+                    pytrace=False)
+    return Run(request.config.stash[SESSION_KEY], study, spec)
 
 
-__all__ = ["RUN_ARG", "SESSION_KEY", "HypothesisCollector", "HypothesisItem", "RunContext"]
+__all__ = ["RUN_ARG", "SESSION_KEY", "HypothesisCollector", "HypothesisItem", "Run"]

@@ -6,6 +6,7 @@ Registered through the `pytest11` entry point, so installing the package is enou
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -14,11 +15,12 @@ from typing import Any
 import pytest
 
 from harness import devices
-from harness.core.study import RUN_ARG, RunSpec
+from harness.core.inputs import READS
+from harness.core.study import RUN_ARG, RunSpec, Study
 from harness.core.tables import render_text, session_sections, write_markdown
 from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
 from harness.progress import Progress
-from harness.session import AblationSession, new_session_id
+from harness.session import AblationSession, StudyCode, new_session_id
 from harness.tracking import Tracker, default_project
 
 pytest_plugins = ["harness.fixtures"]
@@ -212,11 +214,48 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     study = getattr(metafunc.function, "__ablation_study__", None)
     if study is None:
         return
-    metafunc.config.stash[SESSION_KEY].register(study)
+    module = metafunc.module
+    path = metafunc.definition.nodeid.split("::")[0]
+    declarations = [int(where.rpartition(":")[2])
+                    for other in vars(module).values() if isinstance(other, Study)
+                    for where in (other.where, *(h.where for h in other.hypotheses))
+                    if where.rpartition(":")[0] == module.__file__]
+    fixture_files = sorted({inspect.getsourcefile(definitions[-1].func) or "" for definitions in
+                            metafunc.definition._fixtureinfo.name2fixturedefs.values()} - {""})
+    code = StudyCode(module=os.path.abspath(module.__file__), declarations=tuple(declarations),
+                     fixture_files=tuple(fixture_files))
+    metafunc.config.stash[SESSION_KEY].register(
+        study, location=f"{path}::{metafunc.function.__name__}", code=code)
     offset = metafunc.config.getoption("seed_offset")
     params = [pytest.param(spec, id=spec.id, marks=[pytest.mark.ablation])
               for spec in study.runs(seed_offset=offset)]
     metafunc.parametrize(RUN_ARG, params, indirect=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> Any:
+    """What a fixture reads while it is set up is an input of the runs that use it."""
+    with READS.recording():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectReport:
+    """A study declared in a module but never applied to a test function is an error of that
+    module: its hypotheses would silently never be decided."""
+    report = yield
+    if isinstance(collector, pytest.Module) and report.passed:
+        module = collector.obj
+        orphans = [obj for obj in vars(module).values() if isinstance(obj, Study)
+                   and obj.function is None and obj.where.rpartition(":")[0] == module.__file__]
+        if orphans:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(
+                f"{study.where}: this study never decorates a test function, so its runs and "
+                f"its {len(study.hypotheses)} hypotheses would never run; apply it to the "
+                f"study's body (@study above `def test_...(run):`) or delete it"
+                for study in orphans)
+    return report
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,4 +1,4 @@
-"""Per-process state of one pytest session: the store, the run coordinator, fingerprints.
+"""Per-process state of one pytest session: the store, the run coordinator, run inputs.
 
 Every process (the controller and each xdist worker) opens the same SQLite store under one
 session id, handed from the controller to its workers, so a run is computed once per session
@@ -7,20 +7,22 @@ whichever process asks for it first.
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core import inputs, paths
 from harness.core.metrics import flatten
-from harness.core.provenance import fingerprint
-from harness.core.runs import RunCoordinator
+from harness.core.runs import Computed, RunCoordinator
 from harness.core.store import Owner, RunRecord, Store, utc_now
-from harness.core.study import RunSpec, Study
+from harness.core.study import RunSpec, Study, StudyError
 from harness.progress import Progress
 
 
@@ -29,26 +31,36 @@ def new_session_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def _source_files(name: str, rootdir: Path) -> list[Path]:
-    """Files behind an entry of `Study(code=...)`: a path, or an importable module/package."""
-    path = Path(name) if os.sep in name or name.endswith(".py") else None
-    if path is None:
-        spec = importlib.util.find_spec(name)
-        if spec is None:
-            raise ValueError(f"Study(code=...): cannot find module {name!r}")
-        if spec.submodule_search_locations:
-            return sorted(p for d in spec.submodule_search_locations for p in Path(d).rglob("*.py"))
-        path = Path(spec.origin or "")
-    path = path if path.is_absolute() else rootdir / path
-    if path.is_dir():
-        return sorted(path.rglob("*.py"))
-    if not path.is_file():
-        raise ValueError(f"Study(code=...): no file or directory {path}")
-    return [path]
+@dataclass(frozen=True)
+class StudyCode:
+    """Where a study's code starts: its module (and the lines of its declarations there), the
+    files that define the fixtures its body uses, and its `code=` entries."""
+
+    module: str
+    declarations: tuple[int, ...]
+    fixture_files: tuple[str, ...]
+
+
+def config_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str | None:
+    """`config key 'train/lr' changed (0.001 -> 0.002)`, or None when the configs are equal."""
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            found = config_change(a, b, f"{prefix}{key}/")
+            if found:
+                return found
+        elif json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            return f"config key {prefix}{key!s} changed ({_short(a)} -> {_short(b)})"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if value != "<unset>" else value
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class AblationSession:
-    """What a process needs to obtain runs: store, coordinator, options."""
+    """What a process needs to obtain runs: store, coordinator, options, run inputs."""
 
     def __init__(self, *, store_path: Path, session_id: str, rootdir: Path, reuse: bool,
                  seed_offset: int, worker: str, device: str | None = None,
@@ -64,10 +76,14 @@ class AblationSession:
         self.owner = Owner.current(worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)
+        self.project = inputs.Project(rootdir, ignore=[store_path.parent])
         self.opening: dict[str, Any] = {}  # the controller's argv and start, for the session row
         self._recorded = False
-        self._code_files: dict[str, list[Path]] = {}
-        self._fingerprints: dict[tuple[str | None, str], str] = {}
+        self._studies: dict[str, Study] = {}
+        self._code: dict[str, StudyCode] = {}
+        self._manifests: dict[str, dict[str, str]] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._dynamic: set[str] = set()  # project modules first imported while a run computed
 
     def begin(self, argv: list[str]) -> None:
         """Note the session's start (the controller's). The store records it when a study is
@@ -99,36 +115,70 @@ class AblationSession:
             self.store.begin_session(self.session_id, meta=meta, **self.opening)
             self._recorded = True
 
-    def register(self, study: Study) -> None:
-        """Remember how the study's tables are shown, for the summary and later reports."""
+    def register(self, study: Study, *, location: str, code: StudyCode) -> None:
+        """Name the study after where it lives (unless it has an explicit name), refuse a
+        second study of the same name, and remember how its tables are shown.
+
+        `location` is `path/test_x.py::test_fn`, relative to the rootdir: two studies whose
+        functions share a name in different files are two studies, never one.
+        """
+        if not study.explicit_name:
+            study.name = location
+        other = self._studies.setdefault(study.name, study)
+        if other is not study:
+            raise StudyError(
+                f"{study.where}: two studies are named {study.name!r}: this one and the one "
+                f"declared at {other.where}; their runs would be mixed up. Give one of them "
+                f"another name=")
+        self._code[study.name] = code
+        inputs.READS.install(self.project)
         self._record_session()
-        self.store.save_study(self.session_id, study.name or "",
+        self.store.save_study(self.session_id, study.name,
                               {"tables": study.tables, "minimize": list(study.minimize)})
 
-    def code_files(self, study: Study) -> list[Path]:
-        """The study's module, the conftest.py files above it, and `Study(code=...)` entries."""
-        if study.name not in self._code_files:
-            module = Path(study.function.__code__.co_filename).resolve()  # type: ignore[union-attr]
-            files = [module]
-            for parent in [module.parent, *module.parent.parents]:
-                if (parent / "conftest.py").is_file():
-                    files.append(parent / "conftest.py")
-                if parent == self.rootdir:
+    def code_manifest(self, study: Study) -> dict[str, str]:
+        """{file: hash} of the study's code: its module (declarations masked), the conftest.py
+        files above it, its fixtures' modules, the project modules these import, `code=`."""
+        name = study.name or ""
+        if name not in self._manifests:
+            code = self._code[name]
+            roots = [code.module, *(f for f in code.fixture_files if self.project.is_code(f))]
+            folder = os.path.dirname(code.module)
+            while True:
+                if os.path.isfile(os.path.join(folder, "conftest.py")):
+                    roots.append(os.path.join(folder, "conftest.py"))
+                if folder == str(self.rootdir) or os.path.dirname(folder) == folder:
                     break
+                folder = os.path.dirname(folder)
+            files = inputs.closure(roots, self.project)
             for entry in study.code:
-                files.extend(_source_files(entry, self.rootdir))
-            self._code_files[study.name] = sorted(set(files))
-        return self._code_files[study.name]
+                try:
+                    files.update(inputs.package_files(entry, str(self.rootdir)))
+                except ValueError as exc:
+                    raise StudyError(f"{study.where}: {exc}") from None
+            masks = {code.module: inputs.declaration_mask(code.module, code.declarations)}
+            self._manifests[name] = inputs.manifest(files, self.project, masks)
+        return self._manifests[name]
 
     def fingerprint(self, study: Study, spec: RunSpec) -> str:
-        """Hash of the run's config and the study's code, once per run and process: every
-        hypothesis item asks for all its runs, and hashing reads every code file."""
-        key = (study.name, spec.key)
-        if key not in self._fingerprints:
-            config = {"config": spec.config, "tier": spec.tier, "knobs": dict(spec.knobs),
-                      "seed": spec.seed}
-            self._fingerprints[key] = fingerprint(config, self.code_files(study))
-        return self._fingerprints[key]
+        """Hash of the run's declaration (config, tier, knobs, seed) and its study's code; the
+        same in every process of the session, so a row made from other code is never taken."""
+        if spec.key not in self._fingerprints:
+            declared = {"config": spec.config, "tier": spec.tier, "knobs": dict(spec.knobs),
+                        "seed": spec.seed, "code": self.code_manifest(study),
+                        "scheme": inputs.HASH_SCHEME}
+            text = json.dumps(declared, sort_keys=True, separators=(",", ":"))
+            self._fingerprints[spec.key] = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprints[spec.key]
+
+    def why_stale(self, study: Study, spec: RunSpec) -> Callable[[RunRecord], str | None]:
+        """Why a stored run of `spec` may not be reused (None: it may), in one line."""
+
+        def check(row: RunRecord) -> str | None:
+            return (config_change(row.config, spec.config)
+                    or inputs.why_changed(row.inputs, self.code_manifest(study), self.project))
+
+        return check
 
     def seeds(self, study: Study) -> list[int]:
         """The study's seeds in this session (shifted by --seed-offset)."""
@@ -137,22 +187,35 @@ class AblationSession:
     def checkpoint_path(self, study: Study, spec: RunSpec) -> Path:
         """Where a run keeps its training checkpoint: beside the store, named by run and
         fingerprint, so an interrupted run resumes in a later session only with the same code
-        and config."""
-        folder = self.store.path.parent / "checkpoints" / (study.name or "study")
+        and config. Every part is a safe file name, whatever the study and knob names hold."""
+        folder = paths.inside(self.store.path.parent / "checkpoints", study.name or "study")
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{spec.id}-{self.fingerprint(study, spec)}.pt"
+        return paths.inside(folder, f"{spec.id}-{self.fingerprint(study, spec)}.pt")
 
     def obtain(self, study: Study, spec: RunSpec, body: Callable[[], Any],
                on_start: Callable[[], None] | None = None) -> RunRecord:
         """The run's record: from this session, from the store (with reuse), or computed now."""
         self._record_session()
 
-        def compute() -> tuple[dict[str, float], list[dict]]:
+        def compute() -> Computed:
             if on_start:
                 on_start()
-            result = body()
+            before = set(sys.modules)
+            with inputs.READS.recording():
+                result = body()
+            self._dynamic |= self._project_modules(set(sys.modules) - before)
             metrics = flatten(result, origin=f"{study.name}[{spec.id}]")
-            return metrics, list(getattr(result, "failures", []) or [])
+            read = inputs.manifest(self._dynamic | inputs.READS.files(), self.project)
+            return Computed(metrics, list(getattr(result, "failures", []) or []),
+                            {**read, **self.code_manifest(study)})
 
         return self.coordinator.obtain(spec, fingerprint=self.fingerprint(study, spec),
-                                       compute=compute, device=self.device_label)
+                                       compute=compute, device=self.device_label,
+                                       why_stale=self.why_stale(study, spec))
+
+    def _project_modules(self, names: Iterable[str]) -> set[str]:
+        """Files of the project modules among `names`, with what they import."""
+        files = [getattr(sys.modules.get(name), "__file__", None) for name in names]
+        found = [path for path in (os.path.abspath(f) for f in files if f)
+                 if self.project.is_code(path)]
+        return inputs.closure(found, self.project) if found else set()

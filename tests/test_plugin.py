@@ -288,9 +288,9 @@ def test_hypothesis_selected_alone_resolves_the_bodys_fixtures(pytester: pytest.
 
 
         @pytest.fixture
-        def bonus(base_acc, seed):
+        def bonus(base_acc, ablation_run):
             yield base_acc - 0.5
-            Path("teardowns.txt").open("a").write(f"{seed}\\n")
+            Path("teardowns.txt").open("a").write(f"{ablation_run.seed}\\n")
     """)
     pytester.makepyfile(test_alone=toy(params="run, seed, config, bonus",
                                        prelude=["assert bonus == 0.0"]))
@@ -321,7 +321,7 @@ def test_reuse_takes_unchanged_runs_from_the_store(pytester: pytest.Pytester):
 def test_reuse_recomputes_after_a_code_change(pytester: pytest.Pytester):
     module = pytester.makepyfile(test_reuse=toy(prelude=[COUNT_CALLS]))
     pytester.runpytest().assert_outcomes(passed=13)
-    module.write_text(module.read_text() + "\n# a code change: a new fingerprint\n")
+    module.write_text(module.read_text() + "\nSCALE = 1.0  # a code change: a new fingerprint\n")
     result = pytester.runpytest("-k", "better", "--reuse")
     result.assert_outcomes(passed=5, deselected=8)
     assert sorted(calls(pytester)[12:]) == sorted(
@@ -467,8 +467,8 @@ def test_summary_is_printed_once(pytester: pytest.Pytester):
     result.assert_outcomes(passed=2 * 13)
     assert result.stdout.str().count("ablation results") == 1
     section = summary(result.stdout.str())
-    assert section[0] == "test_x · synthetic-noise=0.1"
-    assert "test_x · synthetic-noise=0.2" in section
+    assert section[0] == "test_sum.py::test_x · synthetic-noise=0.1"
+    assert "test_sum.py::test_x · synthetic-noise=0.2" in section
 
 
 def test_summary_is_printed_once_with_xdist(pytester: pytest.Pytester):
@@ -492,7 +492,7 @@ def test_summary_md_writes_markdown_tables(pytester: pytest.Pytester):
     path = pytester.path / "out" / "summary.md"
     result.stdout.fnmatch_lines([f"ablation tables written to *{path.name}"])
     text = path.read_text(encoding="utf-8")
-    assert "### test_x · synthetic-noise=0.1" in text
+    assert "### test_sum.py::test_x · synthetic-noise=0.1" in text
     assert "**labels**" in text
     assert re.search(r"^\| variant +\| head +\| acc +\| n +\| wall s +\| device +\|$", text, re.M)
     assert re.search(r"^\| better +\| model +\| \*\*0\.7\d\d ± 0\.\d+\*\*", text, re.M)
@@ -528,7 +528,7 @@ def test_report_csv(pytester: pytest.Pytester):
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "study,setting,variant,head,group,metric,mean,std,n,source"
     assert [line.split(",")[:6] for line in lines[1:]] == [
-        ["test_x", "synthetic-noise=0.1", v, "model", "labels", "acc"]
+        ["test_rep.py::test_x", "synthetic-noise=0.1", v, "model", "labels", "acc"]
         for v in ("base", "better", "twin")]
     assert all(line.endswith(",4,run") for line in lines[1:])
 
@@ -539,7 +539,7 @@ def test_report_json(pytester: pytest.Pytester):
     done = report(pytester, "--format", "json")
     assert done.returncode == 0, done.stderr
     [section] = json.loads(done.stdout)
-    assert (section["study"], section["setting"]) == ("test_x", "synthetic-noise=0.1")
+    assert (section["study"], section["setting"]) == ("test_rep.py::test_x", "synthetic-noise=0.1")
     [verdict] = section["verdicts"]
     assert (verdict["hypothesis"], verdict["status"]) == (HYP, "supported")
     assert {row["variant"] for row in section["summary"]} == {"base", "better", "twin"}
@@ -581,7 +581,7 @@ def test_synthetic_and_real_verdicts_side_by_side(pytester: pytest.Pytester) -> 
     result = pytester.runpytest("--real")
     result.assert_outcomes(passed=24 + 3)
     result.stdout.fnmatch_lines([
-        "test_t · verdicts by tier",
+        "test_tiers.py::test_t · verdicts by tier",
         "*hypothesis*synthetic*real*",
         "*better>base[[]acc[]]*noise=0.1: SUPPORTED; noise=0.2: SUPPORTED*dataset=x: SUPPORTED*",
     ])

@@ -1,7 +1,7 @@
 """pytest fixtures of the chord domain, loaded by the root conftest.py.
 
     @heads
-    def test_chord_heads(run, chord_data, log):
+    def test_chord_heads(run, chord_data):
         chord_data.train, chord_data.eval     # songs for this run's tier, knobs and seed
 
 The synthetic tier generates songs from the run's seed and knobs; the real tier reads McGill
@@ -107,9 +107,9 @@ def billboard_root(config: pytest.Config) -> Path:
 
 
 @pytest.fixture
-def chord_data(run: Any, request: pytest.FixtureRequest) -> ChordData:
+def chord_data(ablation_run: Any, request: pytest.FixtureRequest) -> ChordData:
     """Train and eval songs for the run: synthetic from its seed and knobs, or real."""
-    if run.tier == "real":
+    if ablation_run.tier == "real":
         cache_dir = request.config.rootpath / ".ablation" / "cache" / "billboard"
         return real_data(billboard_root(request.config).resolve(), cache_dir)
-    return synthetic_data(dict(run.config), run.seed)
+    return synthetic_data(dict(ablation_run.config), ablation_run.seed)

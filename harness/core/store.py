@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from harness.core.provenance import host
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS runs (
     reused_from INTEGER REFERENCES runs(id), duration REAL,
     host TEXT NOT NULL, pid INTEGER NOT NULL, worker TEXT NOT NULL, device TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT, versions TEXT NOT NULL, git_commit TEXT,
+    inputs TEXT NOT NULL DEFAULT '{}', note TEXT,
     UNIQUE (session, key)
 );
 CREATE INDEX IF NOT EXISTS runs_reuse
@@ -59,7 +60,10 @@ CREATE TABLE IF NOT EXISTS verdicts (
 );
 """
 
-_JSON_FIELDS = ("knobs", "metrics", "failures", "config", "versions")
+_JSON_FIELDS = ("knobs", "metrics", "failures", "config", "versions", "inputs")
+# Columns each schema version added to `runs`, with their definitions: opening an older store
+# for writing adds them (reading it fills in their defaults).
+_ADDED_COLUMNS = {2: {"inputs": "TEXT NOT NULL DEFAULT '{}'", "note": "TEXT"}}
 _VERDICT_FIELDS = ("session", "study", "tier", "knobs", "hypothesis", "metric", "status", "diff",
                    "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message")
 
@@ -128,6 +132,8 @@ class RunRecord:
     finished_at: str | None
     versions: dict
     git_commit: str | None
+    inputs: dict[str, str]  # file -> content hash of everything the run read (harness.core.inputs)
+    note: str | None  # why the run was computed although --reuse looked for it, or None
 
 
 def dumps(value: Any) -> str:
@@ -141,7 +147,7 @@ def utc_now() -> str:
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
-    values = dict(row)
+    values = {"inputs": "{}", "note": None, **dict(row)}  # columns an older store lacks
     for name in _JSON_FIELDS:
         values[name] = json.loads(values[name])
     return RunRecord(**values)
@@ -258,6 +264,13 @@ class Store:
                     db.execute(statement)
             if row[0] is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:  # an older store: add the columns it lacks
+                have = {column[1] for column in db.execute("PRAGMA table_info(runs)")}
+                for version in range(row[0] + 1, SCHEMA_VERSION + 1):
+                    for name, definition in _ADDED_COLUMNS.get(version, {}).items():
+                        if name not in have:
+                            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # sessions
 
@@ -301,25 +314,28 @@ class Store:
         return self._get(self.db, session, spec.key)
 
     def claim(self, session: str, spec: SpecLike, *, fingerprint: str, owner: Owner,
-              config: dict) -> tuple[str, RunRecord | None]:
+              config: dict, note: str | None = None) -> tuple[str, RunRecord | None]:
         """Atomically claim the run of `spec` in `session` for `owner`.
 
         Returns ("claimed", row) when `owner` must compute it now (a new row, or one taken over
-        from a dead owner), ("done" | "failed", row) when it is finished, or ("running", row)
-        when a live owner holds it.
+        from a dead owner), ("done" | "failed", row) when it is finished, ("running", row)
+        when a live owner holds it, or ("conflict", row) when the session's row was made with
+        another fingerprint (other code or config): it is never taken for this one.
         """
         with self._write() as db:
             row = self._get(db, session, spec.key)
+            if row is not None and row.fingerprint != fingerprint:
+                return "conflict", row
             if row is None:
                 db.execute(
                     "INSERT INTO runs (session, key, study, tier, knobs, variant, seed,"
                     " fingerprint, status, metrics, failures, config, source, host, pid, worker,"
-                    " device, started_at, versions) VALUES"
+                    " device, started_at, versions, note) VALUES"
                     " (?, ?, ?, ?, ?, ?, ?, ?, 'running', '{}', '[]', ?, 'run', ?, ?, ?, '', ?,"
-                    " '{}')",
+                    " '{}', ?)",
                     (session, spec.key, spec.study, spec.tier, dumps(dict(spec.knobs)),
                      spec.variant, spec.seed, fingerprint, dumps(config), owner.host, owner.pid,
-                     owner.worker, utc_now()))
+                     owner.worker, utc_now(), note))
             elif row.status == "running" and _holder_gone(row, owner):
                 db.execute(
                     "UPDATE runs SET fingerprint = ?, config = ?, host = ?, pid = ?, worker = ?,"
@@ -331,13 +347,16 @@ class Store:
             return "claimed", self._get(db, session, spec.key)
 
     def finish(self, row_id: int, *, metrics: Mapping[str, float], failures: list[dict],
-               duration: float, device: str, versions: dict, git_commit: str | None) -> RunRecord:
-        """Mark a claimed row done with its results (a finished row is never changed)."""
+               duration: float, device: str, versions: dict, git_commit: str | None,
+               inputs: Mapping[str, str] | None = None) -> RunRecord:
+        """Mark a claimed row done with its results and the inputs it read (a finished row is
+        never changed)."""
         self.db.execute(
             "UPDATE runs SET status = 'done', metrics = ?, failures = ?, duration = ?, device = ?,"
-            " versions = ?, git_commit = ?, finished_at = ? WHERE id = ? AND status = 'running'",
+            " versions = ?, git_commit = ?, inputs = ?, finished_at = ?"
+            " WHERE id = ? AND status = 'running'",
             (dumps({k: float(v) for k, v in metrics.items()}), dumps(list(failures)), duration,
-             device, dumps(versions), git_commit, utc_now(), row_id))
+             device, dumps(versions), git_commit, dumps(dict(inputs or {})), utc_now(), row_id))
         return self._by_id(row_id)
 
     def fail(self, row_id: int, *, error: str, duration: float) -> RunRecord:
@@ -351,21 +370,24 @@ class Store:
         """Drop a claim without a result (interrupted, skipped) so that it can be claimed again."""
         self.db.execute("DELETE FROM runs WHERE id = ? AND status = 'running'", (row_id,))
 
-    def find_reusable(self, spec: SpecLike, fingerprint: str) -> RunRecord | None:
-        """The newest run computed (not adopted) by any session for the same run and fingerprint.
+    def reuse_candidates(self, spec: SpecLike) -> list[RunRecord]:
+        """Finished runs of the same study, tier, knobs, variant and seed that any session
+        computed (not adopted), newest first (by finish time, then row id): the order in which
+        `--reuse` tries them. Whether one may be reused is the caller's check of its inputs.
 
         Adopted rows are skipped so that `reused_from` always points at the row that computed.
         """
-        row = self.db.execute(
+        rows = self.db.execute(
             "SELECT * FROM runs WHERE study = ? AND tier = ? AND knobs = ? AND variant = ?"
-            " AND seed = ? AND fingerprint = ? AND status = 'done' AND source = 'run'"
-            " ORDER BY finished_at DESC, id DESC LIMIT 1",
-            (spec.study, spec.tier, dumps(dict(spec.knobs)), spec.variant, spec.seed,
-             fingerprint)).fetchone()
-        return _record(row) if row else None
+            " AND seed = ? AND status = 'done' AND source = 'run'"
+            " ORDER BY finished_at DESC, id DESC",
+            (spec.study, spec.tier, dumps(dict(spec.knobs)), spec.variant, spec.seed)).fetchall()
+        return [_record(row) for row in rows]
 
-    def adopt(self, session: str, record: RunRecord, owner: Owner) -> RunRecord:
-        """Copy the done run `record` into `session` (source "store").
+    def adopt(self, session: str, record: RunRecord, owner: Owner, *,
+              fingerprint: str | None = None) -> RunRecord:
+        """Copy the done run `record` into `session` (source "store"), under this session's
+        `fingerprint` of the run when given (the caller checked that the inputs are the same).
 
         Idempotent: when `session` already has a row for the run, that row is returned unchanged.
         """
@@ -379,7 +401,8 @@ class Store:
             now = utc_now()
             copied.update(session=session, source="store", reused_from=record.id,
                           host=owner.host, pid=owner.pid, worker=owner.worker,
-                          started_at=now, finished_at=now)
+                          started_at=now, finished_at=now, note=None,
+                          fingerprint=fingerprint or record.fingerprint)
             for name in _JSON_FIELDS:
                 copied[name] = dumps(copied[name])
             db.execute(f"INSERT INTO runs ({', '.join(copied)}) VALUES"

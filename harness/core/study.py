@@ -28,6 +28,9 @@ OPERATORS = (">", ">=", "<", "<=", "==")
 TESTS = ("t", "permutation")
 CORRECTIONS = ("holm", "bonferroni", "none")
 RUN_ARG = "_ablation_run"  # the hidden argument through which the pytest layer hands over a run
+# Body parameters filled from the run itself, never from fixtures of the same name: a conftest's
+# own `config` or `seed` fixture can never stand in for the run's.
+RUN_VALUES = ("run", "seed", "config", "knobs", "tier", "variant", "device", "log", "checkpoint")
 DEFAULT_TIER = "default"
 
 Knobs = tuple[tuple[str, Any], ...]
@@ -161,6 +164,7 @@ class Study:
                  minimize: Sequence[str] = (), code: Sequence[str] = (), where: str | None = None):
         self.where = where or _caller()
         self.name = name
+        self.explicit_name = name is not None
         self.variants = self._check_variants(variants)
         self.seeds = self._check_seeds(seeds)
         self.tiers = self._check_tiers(tiers if tiers is not None else {DEFAULT_TIER: {}})
@@ -286,8 +290,11 @@ class Study:
     def __call__(self, function: Callable[..., Any]) -> Callable[..., None]:
         """Decorate the test body: it trains and evaluates one run and returns its metrics.
 
-        The returned wrapper asks pytest for the body's own fixtures plus a hidden run argument,
-        and hands the body's return value to the run (pytest itself ignores return values).
+        The body's parameters named in RUN_VALUES (`run`, `seed`, `config`, ...) receive the
+        run's values; the others are fixtures. The returned wrapper asks pytest for those
+        fixtures plus a hidden run argument, and hands the body's return value to the run
+        (pytest itself ignores return values). The pytest layer names the study after where
+        the function lives, unless `name=` was given.
         """
         if self.function is not None:
             self._fail(f"this study already decorates {self.function.__name__}")
@@ -299,10 +306,11 @@ class Study:
         @functools.wraps(function)
         def test(**kwargs: Any) -> None:
             run = kwargs.pop(RUN_ARG)
-            run.execute(lambda: function(**{n: kwargs[n] for n in names}))
+            run.execute(lambda: function(**{n: run.value(n) if n in RUN_VALUES else kwargs[n]
+                                             for n in names}))
 
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-                  for p in signature.parameters.values()]
+                  for p in signature.parameters.values() if p.name not in RUN_VALUES]
         params.append(inspect.Parameter(RUN_ARG, inspect.Parameter.KEYWORD_ONLY))
         test.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
         test.__ablation_study__ = self  # type: ignore[attr-defined]
