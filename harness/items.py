@@ -19,7 +19,7 @@ import pytest
 
 from harness.core.inputs import READS
 from harness.core.runs import RunFailed
-from harness.core.store import RunRecord
+from harness.core.store import RunRecord, StoreError
 from harness.core.study import RUN_ARG, RUN_VALUES, Hypothesis, Knobs, RunSpec, Study, setting_id
 from harness.session import AblationSession
 
@@ -109,6 +109,9 @@ class Run:
             if self._log is not None:
                 self._log.finish({}, status="failed")
             if isinstance(exc, RunAborted):  # stored as failed; the item fails as pytest said
+                pytest.fail(str(exc), pytrace=False)
+            if isinstance(exc, StoreError):  # the session stops after this item
+                self._session.store_errors.append(str(exc))
                 pytest.fail(str(exc), pytrace=False)
             raise
         finally:
@@ -227,8 +230,12 @@ class HypothesisItem(pytest.Function):
         from harness.core.verdicts import decide_setting
 
         results = decide_setting(study, runs, session.seeds(study))
-        session.store.save_verdicts(session.session_id,
-                                    [r.row(study.name or "", tier, knobs) for r in results])
+        try:
+            session.store.save_verdicts(session.session_id,
+                                        [r.row(study.name or "", tier, knobs) for r in results])
+        except StoreError as exc:
+            session.store_errors.append(str(exc))
+            pytest.fail(str(exc), pytrace=False)
         mine = next(r for r in results if r.hypothesis == self.hypothesis)
         row = mine.row(study.name or "", tier, knobs)
         for key in ("status", "claim", "metric", "diff", "ci_lo", "ci_hi", "p", "p_adj", "test",

@@ -16,6 +16,7 @@ import pytest
 
 from harness import devices
 from harness.core.inputs import READS
+from harness.core.store import StoreError
 from harness.core.study import RUN_ARG, RunSpec, Study
 from harness.core.tables import render_text, session_sections, write_markdown
 from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
@@ -224,8 +225,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                             metafunc.definition._fixtureinfo.name2fixturedefs.values()} - {""})
     code = StudyCode(module=os.path.abspath(module.__file__), declarations=tuple(declarations),
                      fixture_files=tuple(fixture_files))
-    metafunc.config.stash[SESSION_KEY].register(
-        study, location=f"{path}::{metafunc.function.__name__}", code=code)
+    try:
+        metafunc.config.stash[SESSION_KEY].register(
+            study, location=f"{path}::{metafunc.function.__name__}", code=code)
+    except StoreError as exc:  # nothing can be stored: stop before any run
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     offset = metafunc.config.getoption("seed_offset")
     params = [pytest.param(spec, id=spec.id, marks=[pytest.mark.ablation])
               for spec in study.runs(seed_offset=offset)]
@@ -286,14 +290,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop the session after a run that could not be stored: no later one could be either."""
+    state = item.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.store_errors:
+        item.session.shouldstop = state.store_errors[0]
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if _is_worker(config):
         return
     session = config.stash[SESSION_KEY]
-    if not session.store.exists():  # no study anywhere, ever: nothing to show
+    if not session.store.exists() and not session.store_errors:
+        return  # no study anywhere, ever: nothing to show
+    try:
+        sections = [] if session.store_errors else session_sections(
+            session.store, session.session_id, session.store.study_options(session.session_id))
+    except StoreError as exc:
+        session.store_errors.append(str(exc))
+    if session.store_errors:
+        terminalreporter.write_sep("=", "ablation results store error", red=True)
+        for error in dict.fromkeys(session.store_errors):
+            terminalreporter.write_line(error)
         return
-    sections = session_sections(session.store, session.session_id,
-                                session.store.study_options(session.session_id))
     if not sections:
         return
     if not config.getoption("no_ablation_tables"):
@@ -310,11 +329,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if not _is_worker(session.config) and state.store.exists():
-        verdicts = state.store.verdicts(state.session_id)
-        for study in dict.fromkeys(v["study"] for v in verdicts):
-            state.tracker.log_verdicts(study=study,
-                                       rows=[v for v in verdicts if v["study"] == study])
-        state.store.end_session(state.session_id, exitstatus=int(exitstatus))
+        try:
+            verdicts = state.store.verdicts(state.session_id)
+            for study in dict.fromkeys(v["study"] for v in verdicts):
+                state.tracker.log_verdicts(study=study,
+                                           rows=[v for v in verdicts if v["study"] == study])
+            state.store.end_session(state.session_id, exitstatus=int(exitstatus))
+        except StoreError as exc:
+            state.store_errors.append(str(exc))
+    if state.store_errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # results were lost: never green
     state.tracker.close()
 
 

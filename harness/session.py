@@ -84,6 +84,7 @@ class AblationSession:
         self._manifests: dict[str, dict[str, str]] = {}
         self._fingerprints: dict[str, str] = {}
         self._dynamic: set[str] = set()  # project modules first imported while a run computed
+        self.store_errors: list[str] = []  # the store failed: the session reports and stops
 
     def begin(self, argv: list[str]) -> None:
         """Note the session's start (the controller's). The store records it when a study is
