@@ -103,20 +103,24 @@ class Run:
             except pytest.fail.Exception as exc:
                 raise RunAborted(str(exc)) from None
 
+        failure = None
         try:
             record = self._session.obtain(self._study, self.spec, guarded, on_start=self._start)
-        except BaseException as exc:
+        except (RunAborted, StoreError) as exc:  # the run is stored as failed, or cannot be
+            failure = str(exc)
+            if isinstance(exc, StoreError):  # the session stops after this item
+                self._session.store_errors.append(failure)
+        except BaseException:
             if self._log is not None:
                 self._log.finish({}, status="failed")
-            if isinstance(exc, RunAborted):  # stored as failed; the item fails as pytest said
-                pytest.fail(str(exc), pytrace=False)
-            if isinstance(exc, StoreError):  # the session stops after this item
-                self._session.store_errors.append(str(exc))
-                pytest.fail(str(exc), pytrace=False)
             raise
         finally:
             if self._computing:
                 self._session.progress.finish()
+        if failure is not None:  # failed here, outside the handler: one message, no chain
+            if self._log is not None:
+                self._log.finish({}, status="failed")
+            pytest.fail(failure, pytrace=False)
         if self._log is not None:
             self._log.finish(record.metrics)
         return record

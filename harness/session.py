@@ -191,7 +191,7 @@ class AblationSession:
         and config. Every part is a safe file name, whatever the study and knob names hold."""
         folder = paths.inside(self.store.path.parent / "checkpoints", study.name or "study")
         folder.mkdir(parents=True, exist_ok=True)
-        return paths.inside(folder, f"{spec.id}-{self.fingerprint(study, spec)}.pt")
+        return paths.inside(folder, f"{spec.id}-{self.fingerprint(study, spec)}", suffix=".pt")
 
     def obtain(self, study: Study, spec: RunSpec, body: Callable[[], Any],
                on_start: Callable[[], None] | None = None) -> RunRecord:

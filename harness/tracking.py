@@ -24,6 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.core import paths
+
 T = TypeVar("T")
 
 # Quiet, and no per-run cost that the harness does not need: no console capture (pytest owns
@@ -95,11 +97,6 @@ def _write_json(path: Path, data: Any) -> None:
         raise
 
 
-def _safe(part: str) -> str:
-    """A single path component (a knob value may hold a '/')."""
-    return part.replace("/", "_").replace(os.sep, "_")
-
-
 class Tracker:
     """The session's tracker: local logs always, W&B runs while W&B works."""
 
@@ -116,7 +113,7 @@ class Tracker:
         self.enabled = self.mode not in ("off", "disabled")
         if mode == "online" and self.mode == "offline" and not env_mode:
             warn("W&B: mode 'online' was asked for but no API key is configured (WANDB_API_KEY "
-                 f"or `wandb login`); logging offline under {self.run_dir / 'wandb'} instead, "
+                 f"or `wandb login`); logging offline under {self.wandb_dir / 'wandb'} instead, "
                  "upload later with `wandb sync`.")
 
     def start(self, *, study: str, name: str, config: dict,
@@ -126,7 +123,7 @@ class Tracker:
         The run's folder gets config.json and metadata.json (host, device, versions, git
         commit, start time) beside steps.jsonl and summary.json.
         """
-        path = self.run_dir / _safe(study) / _safe(name)
+        path = paths.inside(self.run_dir, study, name)
         log = RunLog(self, path, study=study, name=name, config=config)
         _write_json(path / "config.json", config)
         _write_json(path / "metadata.json", {**(metadata or {}), "started": _now()})
@@ -136,7 +133,7 @@ class Tracker:
 
     def log_verdicts(self, *, study: str, rows: list[dict]) -> None:
         """Store a study's verdict rows locally and as one W&B "verdicts" run with a table."""
-        _write_json(self.run_dir / _safe(study) / "verdicts.json", rows)
+        _write_json(paths.inside(self.run_dir, study) / "verdicts.json", rows)
         run = self._init_run(study=study, name=f"{study}-verdicts", config={"study": study},
                              job_type="verdicts")
         if run is None:
@@ -174,6 +171,12 @@ class Tracker:
                        f"log continues under {self.run_dir}.")
             return None
 
+    @property
+    def wandb_dir(self) -> Path:
+        """Where W&B writes its files (a `wandb/` folder in it): WANDB_DIR when set, as W&B
+        users expect, else the session's run folder beside the store."""
+        return Path(os.environ.get("WANDB_DIR") or self.run_dir)
+
     def group(self, study: str) -> str:
         """The W&B group of a study's runs: `ablate-<study>_<job id>`."""
         return default_group(study, self.job_id)
@@ -192,11 +195,11 @@ class Tracker:
             self._wandb = wandb
         known = self._wandb.Settings.model_fields  # drop what another wandb version lacks
         settings = {k: v for k, v in _WANDB_SETTINGS.items() if k in known}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
         # "create_new": every RunLog owns its run, so a run left open never ends another one.
         return self._wandb.init(project=self.project, group=self.group(study), name=name,
                                 config=config, job_type=job_type, mode=self.mode,
-                                reinit="create_new", dir=self.run_dir,
+                                reinit="create_new", dir=self.wandb_dir,
                                 settings=self._wandb.Settings(**settings))
 
 

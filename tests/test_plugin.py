@@ -264,7 +264,8 @@ def test_pure_noise_is_inconclusive_with_a_seeds_estimate(pytester: pytest.Pytes
 
 def test_hypothesis_selected_alone_computes_its_runs(pytester: pytest.Pytester):
     pytester.makepyfile(test_alone=toy(expects=[
-        BETTER_GT_BASE, '"better >= base", metric="model/labels/acc", margin=0.01, name="not_worse"']))
+        BETTER_GT_BASE,
+        '"better >= base", metric="model/labels/acc", margin=0.01, name="not_worse"']))
     result = pytester.runpytest("-k", "not_worse")
     result.assert_outcomes(passed=1, deselected=12 + 1)
     rows = latest_session_runs(pytester)
@@ -607,3 +608,21 @@ def test_progress_bar_per_run_with_the_session_count(pytester: pytest.Pytester) 
                                 "*[[]runs 2/2[]] synthetic-n=1-b-seed0*"])
     quiet = pytester.runpytest_subprocess()  # auto: not a terminal here, so no bars
     assert "[runs" not in quiet.stderr.str()
+
+
+def test_a_timed_out_run_fails_once_and_its_dependents_report_it(pytester: pytest.Pytester):
+    """pytest-timeout fails the item from a signal handler (a BaseException): the run is stored
+    as failed, not released, so the three hypotheses that need it do not train it again."""
+    pytester.makepyfile(test_hang=toy(prelude=[
+        COUNT_CALLS,
+        "if run.variant == 'better' and seed == 1:",
+        "    import time; time.sleep(60)"], expects=[
+        BETTER_GT_BASE, '"better > twin", metric="model/labels/acc"',
+        '"better >= base", metric="model/labels/acc", margin=0.01, name="not_worse"']))
+    result = pytester.runpytest_subprocess("--timeout", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=12 - 1, failed=1 + 3)
+    assert calls(pytester).count("better-1") == 1
+    result.stdout.fnmatch_lines(["*_ test_x[[]synthetic-noise=0.1-better-seed1[]] _*",
+                                 "Timeout (>2.0s) from pytest-timeout."])
+    result.stdout.fnmatch_lines(["*run better-seed1 has no metrics: the run failed*Timeout*"])
+    assert result.duration < 30

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.core import provenance
-from harness.core.runs import RunCoordinator, RunFailed
+from harness.core.runs import Computed, RunCoordinator, RunFailed
 from harness.core.store import Owner, Store
 from tests.specs import Spec
 
@@ -26,12 +26,12 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 
-def counted(counter: Path, spec: Spec, seconds: float = 0.0) -> tuple[dict, list[dict]]:
+def counted(counter: Path, spec: Spec, seconds: float = 0.0) -> Computed:
     """A compute that logs each call to `counter`; the random draw differs between calls."""
     with open(counter, "a") as log:
         log.write(f"{spec.seed}\n")
     time.sleep(seconds)
-    return {"seed": float(spec.seed), "draw": random.random()}, []
+    return Computed({"seed": float(spec.seed), "draw": random.random()})
 
 
 def calls(counter: Path) -> list[int]:
@@ -43,7 +43,7 @@ def coordinator(path: Path, session: str = "s1", **options) -> RunCoordinator:
                           poll_interval=0.01, **options)
 
 
-def must_not_run() -> tuple[dict, list[dict]]:
+def must_not_run() -> Computed:
     raise AssertionError("computed a run that should have been taken from the store")
 
 
@@ -62,9 +62,9 @@ def obtain_all(path: Path, seeds: list[int], counter: Path, barrier, out: Path) 
 def finish_one_then_hang(path: Path, started: Path) -> None:
     """Child process: finish seed 0, then get killed while computing seed 1."""
     runs = coordinator(path)
-    runs.obtain(Spec(seed=0), fingerprint="fp", compute=lambda: ({"acc": 1.0}, []))
+    runs.obtain(Spec(seed=0), fingerprint="fp", compute=lambda: Computed({"acc": 1.0}))
 
-    def hang() -> tuple[dict, list[dict]]:
+    def hang() -> Computed:
         started.touch()
         time.sleep(60)
         raise AssertionError("should have been killed")
@@ -151,7 +151,7 @@ def test_takes_over_when_the_owner_dies_while_waiting(tmp_path):
 def test_a_failure_propagates_once_then_raises_run_failed(tmp_path):
     db, attempts = tmp_path / "results.db", []
 
-    def broken() -> tuple[dict, list[dict]]:
+    def broken() -> Computed:
         attempts.append(1)
         raise ValueError("boom")
 
@@ -163,14 +163,14 @@ def test_a_failure_propagates_once_then_raises_run_failed(tmp_path):
             again.obtain(Spec(), fingerprint="fp", compute=broken)
         assert failed.value.spec_id == Spec().id and "ValueError: boom" in failed.value.error
     assert attempts == [1]
-    assert coordinator(db, "s2").obtain(Spec(), fingerprint="fp", compute=lambda: (
-        {"acc": 1.0}, [])).status == "done"  # a new session tries again
+    assert coordinator(db, "s2").obtain(Spec(), fingerprint="fp", compute=lambda: Computed(
+        {"acc": 1.0})).status == "done"  # a new session tries again
 
 
 def test_results_that_cannot_be_stored_fail_the_run(tmp_path):
     runs = coordinator(tmp_path / "results.db")
     with pytest.raises(ValueError, match="could not convert"):
-        runs.obtain(Spec(), fingerprint="fp", compute=lambda: ({"acc": "high"}, []))
+        runs.obtain(Spec(), fingerprint="fp", compute=lambda: Computed({"acc": "high"}))
     assert runs.store.get("s1", Spec()).status == "failed"  # not left "running" for others
 
 
@@ -178,57 +178,53 @@ def test_an_interrupted_compute_releases_its_claim(tmp_path):
     class Skipped(BaseException):  # like pytest.skip's exception: not an Exception
         pass
 
-    def skip() -> tuple[dict, list[dict]]:
+    def skip() -> Computed:
         raise Skipped
 
     runs = coordinator(tmp_path / "results.db")
     with pytest.raises(Skipped):
         runs.obtain(Spec(), fingerprint="fp", compute=skip)
     assert runs.store.get("s1", Spec()) is None
-    rerun = runs.obtain(Spec(), fingerprint="fp", compute=lambda: ({"acc": 1.0}, []))
+    rerun = runs.obtain(Spec(), fingerprint="fp", compute=lambda: Computed({"acc": 1.0}))
     assert rerun.status == "done"
 
 
-def test_reuse_takes_only_runs_with_the_same_fingerprint(tmp_path):
+def test_reuse_takes_the_newest_stored_run_that_is_not_stale(tmp_path):
     db, counter = tmp_path / "results.db", tmp_path / "calls"
-    original = coordinator(db, "s1").obtain(Spec(), fingerprint="fp",
-                                            compute=lambda: counted(counter, Spec()))
-    reused = coordinator(db, "s2", reuse=True).obtain(Spec(), fingerprint="fp",
-                                                      compute=must_not_run)
-    assert (reused.source, reused.reused_from, reused.metrics) == (
-        "store", original.id, original.metrics)
-    assert coordinator(db, "s2", reuse=True).obtain(Spec(), fingerprint="fp",
-                                                    compute=must_not_run) == reused
-    changed = coordinator(db, "s3", reuse=True).obtain(Spec(), fingerprint="fp-new",
-                                                       compute=lambda: counted(counter, Spec()))
-    fresh = coordinator(db, "s4").obtain(Spec(), fingerprint="fp",
+    older = coordinator(db, "s1").obtain(Spec(), fingerprint="fp",
                                          compute=lambda: counted(counter, Spec()))
-    assert changed.source == fresh.source == "run"
-    assert calls(counter) == [0, 0, 0]
+    newer = coordinator(db, "s2").obtain(Spec(), fingerprint="fp",
+                                         compute=lambda: counted(counter, Spec()))
+    reused = coordinator(db, "s3", reuse=True).obtain(Spec(), fingerprint="fp2",
+                                                      compute=must_not_run)
+    assert (reused.source, reused.reused_from, reused.metrics, reused.fingerprint) == (
+        "store", newer.id, newer.metrics, "fp2")  # under this session's fingerprint
+    assert coordinator(db, "s3", reuse=True).obtain(Spec(), fingerprint="fp2",
+                                                    compute=must_not_run) == reused
+    # the newest is stale, the older one is not: the older one is reused
+    skip_newer = coordinator(db, "s4", reuse=True).obtain(
+        Spec(), fingerprint="fp", compute=must_not_run,
+        why_stale=lambda row: "x.py changed" if row.id == newer.id else None)
+    assert skip_newer.reused_from == older.id
+    # all stale: computed, and the row says why, naming the newest stored run
+    changed = coordinator(db, "s5", reuse=True).obtain(
+        Spec(), fingerprint="fp", compute=lambda: counted(counter, Spec()),
+        why_stale=lambda row: f"x.py changed ({row.id})")
+    assert changed.source == "run"
+    assert changed.note == f"x.py changed ({newer.id}) since run #{newer.id} of session s2"
+    fresh = coordinator(db, "s6").obtain(Spec(), fingerprint="fp",
+                                         compute=lambda: counted(counter, Spec()))
+    assert (fresh.source, fresh.note) == ("run", None)  # without --reuse: no note
+    assert calls(counter) == [0, 0, 0, 0]
 
 
 def test_records_provenance(tmp_path):
     row = coordinator(tmp_path / "results.db").obtain(
-        Spec(config={"lr": 0.1}), fingerprint="fp", compute=lambda: ({"acc": 1}, []), device="cuda")
+        Spec(config={"lr": 0.1}), fingerprint="fp", compute=lambda: Computed({"acc": 1}),
+        device="cuda")
     assert {"numpy", "pytest"} <= set(row.versions) and "not-installed" not in row.versions
     assert (row.device, row.config, row.metrics) == ("cuda", {"lr": 0.1}, {"acc": 1.0})
     assert row.duration >= 0 and row.worker == f"w{os.getpid()}"
-
-
-def test_fingerprint_follows_config_and_file_contents(tmp_path):
-    a, b = tmp_path / "a.py", tmp_path / "b.py"
-    a.write_text("x = 1\n")
-    b.write_text("y = 2\n")
-    fp = provenance.fingerprint({"lr": 0.1, "depth": 2}, [a, b])
-    assert len(fp) == 16
-    assert provenance.fingerprint({"depth": 2, "lr": 0.1}, [str(b), a]) == fp
-    os.utime(a, (0, 0))
-    assert provenance.fingerprint({"lr": 0.1, "depth": 2}, [a, b]) == fp  # mtime is no content
-    assert provenance.fingerprint({"lr": 0.2, "depth": 2}, [a, b]) != fp
-    a.write_text("x = 2\n")
-    assert provenance.fingerprint({"lr": 0.1, "depth": 2}, [a, b]) != fp
-    with pytest.raises(FileNotFoundError):
-        provenance.fingerprint({}, [tmp_path / "missing.py"])
 
 
 def test_git_commit(tmp_path):

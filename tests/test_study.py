@@ -295,7 +295,7 @@ def test_error_non_inferiority_without_a_margin(op, strict):
     study = two_variants()
     message = declaration_error(lambda: study.expect(f"a {op} b", metric="acc"))
     assert "non-inferiority within a margin" in message
-    assert f"give margin > 0" in message and f"'a {strict} b'" in message
+    assert "give margin > 0" in message and f"'a {strict} b'" in message
 
 
 def test_identity_is_equivalence_with_margin_zero():

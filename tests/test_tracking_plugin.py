@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.paths import component
 from tests.wandb_offline import offline_runs, read_offline_run
 
 STUDY = """
@@ -20,10 +21,13 @@ study = ablation(variants={"base": {"lr": 0.1}, "better": {"lr": 0.2}}, seeds=2,
 def test_tracked(run, log):
     for step in range(3):
         log(step, loss=1.0 / (step + 1))
-    return {"model": {"labels": {"acc": 0.5 + run.config["lr"] + 0.01 * run.seed}}}
+    lr = run.config["lr"]
+    return {"model": {"labels": {"acc": 0.5 + lr + 0.01 * run.seed * (1 + lr)}}}
 
 study.expect("better > base", metric="model/labels/acc")
 """
+NAME = "test_tracked.py::test_tracked"  # the study, named after where it lives
+FOLDER = component(NAME)  # its run logs' folder
 
 
 @pytest.fixture
@@ -50,17 +54,17 @@ def test_every_run_is_one_wandb_run_with_final_metrics(pytester: pytest.Pytester
     by_name = {run["name"]: run for run in runs}
     assert set(by_name) == {"base-seed0-noise=0.5", "base-seed1-noise=0.5",
                             "better-seed0-noise=0.5", "better-seed1-noise=0.5",
-                            "test_tracked-verdicts"}
-    group = f"ablate-test_tracked_{session_dir.name}"
+                            f"{NAME}-verdicts"}
+    group = f"ablate-{NAME}_{session_dir.name}"
     for name, run in by_name.items():
         assert (run["project"], run["group"]) == ("chords", group), name
     run = by_name["better-seed1-noise=0.5"]
     assert run["config"] == {"lr": 0.2, "noise": 0.5, "seed": 1, "tier": "synthetic",
                              "variant": "better"}
     assert [h["loss"] for h in run["history"]] == [1.0, 0.5, 1.0 / 3]
-    assert run["summary"]["final/model/labels/acc"] == pytest.approx(0.71)
-    assert by_name["test_tracked-verdicts"]["tables"]["verdicts"][0]["status"] == "supported"
-    local = session_dir / "test_tracked" / "better-seed1-noise=0.5"
+    assert run["summary"]["final/model/labels/acc"] == pytest.approx(0.712)
+    assert by_name[f"{NAME}-verdicts"]["tables"]["verdicts"][0]["status"] == "supported"
+    local = session_dir / FOLDER / "better-seed1-noise=0.5"
     assert json.loads((local / "summary.json").read_text())["status"] == "done"
     assert len((local / "steps.jsonl").read_text().splitlines()) == 3
 
@@ -73,7 +77,7 @@ def test_runs_taken_from_the_store_are_not_logged_again(pytester: pytest.Pyteste
     first, second = _session_dirs(pytester)
     assert len(offline_runs(first)) == 5
     names = [read_offline_run(p)["name"] for p in offline_runs(second)]
-    assert names == ["test_tracked-verdicts"]
+    assert names == [f"{NAME}-verdicts"]
 
 
 def test_without_wandb_only_local_logs_are_written(pytester: pytest.Pytester,
@@ -82,7 +86,19 @@ def test_without_wandb_only_local_logs_are_written(pytester: pytest.Pytester,
     pytester.runpytest_subprocess().assert_outcomes(passed=5)
     [session_dir] = _session_dirs(pytester)
     assert not (session_dir / "wandb").exists()
-    assert len(list(session_dir.glob("test_tracked/*/steps.jsonl"))) == 4
+    assert len(list(session_dir.glob(f"{FOLDER}/*/steps.jsonl"))) == 4
+
+
+def test_wandb_dir_is_honoured(pytester: pytest.Pytester, offline: None,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = pytester.path / "wandb-files"
+    monkeypatch.setenv("WANDB_DIR", str(elsewhere))
+    pytester.makepyfile(test_tracked=STUDY)
+    pytester.runpytest_subprocess("--wandb").assert_outcomes(passed=5)
+    [session_dir] = _session_dirs(pytester)
+    assert len(offline_runs(elsewhere)) == 5
+    assert not (session_dir / "wandb").exists()
+    assert len(list(session_dir.glob(f"{FOLDER}/*/steps.jsonl"))) == 4  # local logs stay
 
 
 def test_a_failing_wandb_never_costs_results(pytester: pytest.Pytester, offline: None) -> None:
@@ -101,7 +117,7 @@ def test_run_folder_holds_config_metadata_steps_and_summary(pytester: pytest.Pyt
     pytester.makepyfile(test_tracked=STUDY)
     pytester.runpytest_subprocess().assert_outcomes(passed=5)
     [session_dir] = _session_dirs(pytester)
-    folder = session_dir / "test_tracked" / "base-seed1-noise=0.5"
+    folder = session_dir / FOLDER / "base-seed1-noise=0.5"
     assert json.loads((folder / "config.json").read_text())["seed"] == 1
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["run"] == "synthetic-noise=0.5-base-seed1"
@@ -131,7 +147,7 @@ def test_checkpoint_survives_an_interrupted_session(pytester: pytest.Pytester) -
     first = pytester.runpytest_subprocess()
     assert first.ret == pytest.ExitCode.INTERRUPTED
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
-    folder = pytester.path / ".ablation" / "checkpoints" / "test_ckpt"
+    folder = pytester.path / ".ablation" / "checkpoints" / component("test_ckpt.py::test_ckpt")
     [path] = folder.glob("default-a-seed0-*.pt")
     assert path.read_text() == "9"
     db = sqlite3.connect(pytester.path / ".ablation" / "results.sqlite")

@@ -27,9 +27,10 @@ def component(text: str) -> str:
     return f"{cleaned}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
-def inside(base: Path, *parts: str) -> Path:
-    """`base / component(part) / ...`, checked to stay inside `base`."""
+def inside(base: Path, *parts: str, suffix: str = "") -> Path:
+    """`base / component(part) / ...` (+ `suffix` on the last), checked to stay in `base`."""
     path = base.joinpath(*(component(part) for part in parts))
+    path = path.with_name(path.name + suffix) if suffix else path
     if not path.resolve().is_relative_to(base.resolve()):
         raise ValueError(f"{path} would lie outside {base}")
     return path

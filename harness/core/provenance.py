@@ -1,37 +1,18 @@
-"""Provenance of a run: what was computed (fingerprint), where (host), with what (versions, commit).
+"""Provenance of a run: where it was computed (host), with what (package versions, git commit).
 
-The fingerprint decides whether a stored run may be reused by a later session, so it hashes file
-*contents* (never mtimes or absolute paths): a fresh checkout of the same code reuses old runs, any
-edit to a listed file or to the config invalidates them.
+What it was computed from (its inputs, which decide reuse) is harness.core.inputs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import socket
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
 DEFAULT_PACKAGES = ("torch", "numpy", "scipy", "mir_eval", "wandb", "pytest", "pytest-ablation")
-
-
-def fingerprint(config: Mapping, code_files: Iterable[str | Path]) -> str:
-    """Short sha256 of the canonical JSON of `config` and the bytes of `code_files`.
-
-    Files are hashed in sorted path order, each prefixed by its length so that moving bytes from
-    one file to the next changes the hash. A missing file raises: silently skipping it would let
-    changed code reuse stale results.
-    """
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
-    for path in sorted({Path(p).resolve() for p in code_files}):
-        data = path.read_bytes()
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return digest.hexdigest()[:16]
 
 
 def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str]:
