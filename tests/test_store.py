@@ -143,16 +143,14 @@ def test_release_lets_the_run_be_claimed_again(store):
     assert store.get("s1", Spec()) is None
 
 
-def test_find_reusable_needs_the_same_run_and_fingerprint(store):
+def test_reuse_candidates_are_the_same_runs_finished_newest_first(store):
     old = done(store, "s1", Spec(), acc=0.1)
     newer = done(store, "s2", Spec(), acc=0.2)
-    other_code = done(store, "s3", Spec(), fingerprint="fp2")
+    other_code = done(store, "s3", Spec(), fingerprint="fp2")  # the caller checks the inputs
     store.claim("s4", Spec(), fingerprint="fp1", owner=ME, config={})  # running: not reusable
-    assert store.find_reusable(Spec(), "fp1") == newer != old
-    assert store.find_reusable(Spec(), "fp2") == other_code
-    assert store.find_reusable(Spec(), "fp3") is None
-    assert store.find_reusable(Spec(seed=1), "fp1") is None
-    assert store.find_reusable(Spec(knobs=(("noise_sigma", 1.0),)), "fp1") is None
+    assert store.reuse_candidates(Spec()) == [other_code, newer, old]
+    assert store.reuse_candidates(Spec(seed=1)) == []
+    assert store.reuse_candidates(Spec(knobs=(("noise_sigma", 1.0),))) == []
 
 
 def test_adopt_is_idempotent_and_marks_the_source(store):
@@ -164,7 +162,7 @@ def test_adopt_is_idempotent_and_marks_the_source(store):
         "s2", "store", original.id, "gw5")
     assert (adopted.metrics, adopted.fingerprint, adopted.status) == ({"acc": 0.3}, "fp1", "done")
     assert store.get("s2", Spec()) == adopted and len(store.runs("s2")) == 1
-    assert store.find_reusable(Spec(), "fp1") == original  # copies never shadow the original
+    assert store.reuse_candidates(Spec()) == [original]  # copies never shadow the original
     with pytest.raises(ValueError, match="only done runs"):
         store.adopt("s3", store.claim("s9", Spec(seed=5), fingerprint="f", owner=ME,
                                       config={})[1], ME)
