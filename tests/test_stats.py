@@ -1,6 +1,7 @@
-"""Tests of harness.core.stats: p-values against scipy, Holm, edge cases, calibration."""
+"""Tests of harness.core.stats: p-values against scipy, Holm, edge cases, ties, calibration."""
 
 import math
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,6 +12,8 @@ import pytest
 from scipy import stats
 
 from harness.core.stats import SEEDS_CAP, Verdict, adjust, decide, holm
+from harness.core.study import Study
+from harness.core.verdicts import SettingResults, decide_setting
 
 M = 0.3
 # op, margin, the one-sided tests of d - shift whose rejection supports the claim (all must
@@ -18,11 +21,9 @@ M = 0.3
 CASES = [
     (">", 0.0, [(0.0, "greater")], [(0.0, "less")]),
     (">", M, [(M, "greater")], [(M, "less")]),
-    (">=", 0.0, [(0.0, "greater")], [(0.0, "less")]),
     (">=", M, [(-M, "greater")], [(-M, "less")]),
     ("<", 0.0, [(0.0, "less")], [(0.0, "greater")]),
     ("<", M, [(-M, "less")], [(-M, "greater")]),
-    ("<=", 0.0, [(0.0, "less")], [(0.0, "greater")]),
     ("<=", M, [(M, "less")], [(M, "greater")]),
     ("==", M, [(-M, "greater"), (M, "less")], [(M, "greater"), (-M, "less")]),
 ]
@@ -142,32 +143,107 @@ def test_adjust_changes_status():
 def test_adjust_leaves_untested_verdicts_out_of_the_family():
     tested = with_p(decide(*paired(6, 2.0), ">"), 0.03, 0.97, "supported")
     untested = decide([1.0], [0.0], ">")
-    out = adjust([tested, untested])
+    constant = decide([1.0, 1.0], [0.0, 0.0], ">")  # no variation: no test either
+    out = adjust([tested, untested, constant])
     assert out[0].p_support_adj == pytest.approx(0.03) and out[0].status == "supported"
-    assert math.isnan(out[1].p_support_adj) and out[1].status == "inconclusive"
+    for v in out[1:]:
+        assert math.isnan(v.p_support_adj) and v.status == "inconclusive"
 
 
-@pytest.mark.parametrize("op, margin, status", [
-    (">", 0.0, "contradicted"), (">=", 0.0, "supported"), ("<", 0.0, "contradicted"),
-    ("<=", 0.0, "supported"), ("==", 0.01, "supported"), (">", 0.01, "contradicted"),
+@pytest.mark.parametrize("test", ["t", "permutation"])
+def test_identity_is_checked_seed_by_seed(test):
+    a = [0.81, 0.79, 0.8]
+    same = decide(a, list(a), "==", margin=0, test=test)
+    assert same.status == "supported" and same.ci == (0.0, 0.0)
+    assert (same.p_support, same.p_contradict) == (0.0, 1.0)
+    assert "equal values on all 3 seeds" in same.reason
+    assert "identity, checked seed by seed (no test)" in same.message("x", "y", "m")
+    # a difference of one ulp on one seed is a difference: identity means bitwise equal values
+    other = decide(a, [0.81, np.nextafter(0.79, 1), 0.8], "==", margin=0, test=test)
+    assert other.status == "contradicted" and (other.p_support, other.p_contradict) == (1.0, 0.0)
+    assert "values differ on 1 of 3 seeds (seed positions [1]" in other.reason
+    assert math.isnan(other.ci[0])
+    assert [v.status for v in adjust([same, other, same])] == [
+        "supported", "contradicted", "supported"]
+    assert decide([0.5], [0.5], "==", margin=0).status == "supported"  # no test: 1 seed will do
+
+
+@pytest.mark.parametrize("a, b", [
+    ([0.81, 0.79, 0.8], [0.81, 0.79, 0.8]),  # identical runs
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]),  # both saturated
+    ([1.5, 2.5, 3.5], [1.0, 2.0, 3.0]),  # a constant offset
+])
+@pytest.mark.parametrize("op, margin", [
+    (">", 0.0), ("<", 0.0), (">", 0.4), (">=", 0.01), ("<=", 0.01), ("==", 0.01), ("==", 0.6),
 ])
 @pytest.mark.parametrize("test", ["t", "permutation"])
-def test_identical_runs_are_decided_exactly(op, margin, status, test):
-    a = [0.81, 0.79, 0.8]
-    v = decide(a, a, op, margin=margin, test=test)
-    assert v.status == status and v.ci == (0.0, 0.0) and v.std_diff == 0
-    assert {v.p_support, v.p_contradict} == {0.0, 1.0}
-    assert "known exactly" in v.reason
-    assert adjust([v, v, v])[0].status == status
+def test_equal_differences_are_inconclusive_without_a_noise_estimate(a, b, op, margin, test):
+    v = decide(a, b, op, margin=margin, test=test)
+    assert v.status == "inconclusive" and v.seeds_needed is None
+    assert math.isnan(v.p_support) and math.isnan(v.p_contradict) and math.isnan(v.ci[0])
+    assert "all 3 paired differences equal" in v.reason and "no noise estimate" in v.reason
+    for advice in ("more seeds", "claim a == b with margin=0", "run.seed"):
+        assert advice in v.reason
+    assert adjust([v, v])[0].status == "inconclusive"
 
 
-def test_constant_difference_is_decided_on_its_value():
-    a, b = [1.5, 2.5, 3.5], [1.0, 2.0, 3.0]
-    assert decide(a, b, ">", margin=0.4).status == "supported"
-    assert decide(a, b, ">", margin=0.5).status == "contradicted"  # not better by more than 0.5
-    assert decide(a, b, "==", margin=0.5).status == "supported"
-    assert decide(a, b, "<=", margin=0.4).status == "contradicted"
-    assert decide(a, b, ">", margin=0.4).ci == (0.5, 0.5)
+def test_saturated_metric_supports_nothing():
+    # both variants at the ceiling on every seed: nothing is known about their difference
+    a = b = [1.0, 1.0, 1.0]
+    for op, margin in ((">=", 0.005), ("==", 0.005), (">", 0.0)):
+        assert decide(a, b, op, margin=margin).status == "inconclusive"
+    text = decide(a, b, ">=", margin=0.005).message("combined", "ctc_only", "acc")
+    assert ("note: combined gives the same acc on every seed: are the seeds used (run.seed "
+            "seeds init and data)?") in text
+    assert "note: ctc_only gives the same acc on every seed" in text
+
+
+def test_only_a_constant_variant_gets_the_note():
+    text = decide([0.7, 0.8, 0.75], [0.6, 0.6, 0.6], ">").message("a", "b", "acc")
+    assert "b gives the same acc on every seed" in text and "a gives the same" not in text
+    assert "on every seed" not in decide(*paired(4, 1.0), ">").message("a", "b", "acc")
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+@pytest.mark.parametrize("op, margin", [(">", 0.01), ("<", 0.01), (">=", 0.01), ("<=", 0.01),
+                                        ("==", 0.01), (">", 0.1), ("<=", 0.3)])
+def test_differences_on_the_boundary_are_never_supported(op, margin, test):
+    # every difference lies exactly on the claim's boundary, up to float rounding
+    b = np.round(np.random.default_rng(2).uniform(0.5, 0.9, 6), 2)
+    for sign in (1, -1):
+        v = decide(np.round(b + sign * margin, 2), b, op, margin=margin, test=test)
+        assert v.status != "supported", v.message("a", "b", "m")
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+def test_ties_do_not_count_as_evidence_past_the_boundary(test):
+    # a saturated non-inferiority claim: 4 ties at the ceiling and one seed 0.002 below. The
+    # ties lie 0.005 above the boundary -0.005, but say nothing about how much worse a is when
+    # it leaves the ceiling: they are left out, and one seed decides nothing.
+    a, b = [1.0, 1.0, 1.0, 1.0, 0.998], [1.0] * 5
+    v = decide(a, b, ">=", margin=0.005, test=test)
+    assert v.status == "inconclusive" and v.p_support >= 0.5
+    assert "4 of 5 seeds give equal values (ties)" in v.reason
+    # with a real difference, ties on the other side of the boundary are kept
+    c = [1.0, 1.0, 1.0, 0.9512, 0.9637]
+    assert decide(c, b, "<", margin=0.0, test=test).p_support == pytest.approx(
+        scipy_p(np.array(c), np.array(b), 0.0, "less", test))
+
+
+def test_t_test_on_a_grid_adds_the_rounding_variance():
+    a = np.array([0.81, 0.83, 0.82, 0.83, 0.81])
+    b = np.array([0.80, 0.81, 0.81, 0.82, 0.80])
+    v = decide(a, b, ">")
+    d, h = a - b, 0.01
+    t = d.mean() / math.sqrt((d.var(ddof=1) + h**2 / 6) / len(d))
+    assert v.grid == pytest.approx(h) and v.std_diff == pytest.approx(d.std(ddof=1))
+    assert v.p_support == pytest.approx(stats.t.sf(t, len(d) - 1), rel=1e-9)
+    assert v.p_support > stats.ttest_1samp(d, 0.0, alternative="greater").pvalue
+    assert "grid of step 0.01" in v.reason
+    half = v.ci[1] - v.diff
+    assert half == pytest.approx(stats.t.ppf(0.95, 4) * math.sqrt((d.var(ddof=1) + h**2 / 6) / 5))
+    # continuous values lie on no grid
+    assert decide(*paired(6, 0.5), ">").grid == 0.0
 
 
 @pytest.mark.parametrize("n", [0, 1])
@@ -185,9 +261,12 @@ def test_invalid_input_raises():
         decide([0.1, 0.2], [math.inf, 0.1], ">")
     with pytest.raises(ValueError, match="3 and 2"):
         decide([0.1, 0.2, 0.3], [0.1, 0.2], ">")
-    for margin in (0.0, -0.1):
-        with pytest.raises(ValueError, match="margin"):
-            decide([0.1, 0.2], [0.1, 0.3], "==", margin=margin)
+    with pytest.raises(ValueError, match="margin"):
+        decide([0.1, 0.2], [0.1, 0.3], "==", margin=-0.1)
+    for op in (">=", "<="):  # as Study.expect refuses it
+        with pytest.raises(ValueError, match=f"'{op}' is non-inferiority within a margin and "
+                                             f"needs margin > 0"):
+            decide([0.1, 0.2], [0.1, 0.3], op, margin=0.0)
     with pytest.raises(ValueError, match="margin"):
         decide([0.1, 0.2], [0.1, 0.3], ">", margin=-0.1)
     with pytest.raises(ValueError, match="unknown operator"):
@@ -198,6 +277,33 @@ def test_invalid_input_raises():
         decide([0.1, 0.2], [0.1, 0.3], ">", alpha=0.5)
     with pytest.raises(ValueError, match="1-d"):
         decide([[0.1, 0.2]], [[0.1, 0.3]], ">")
+
+
+@pytest.mark.parametrize("bad, shown", [(math.inf, "inf"), (-math.inf, "-inf"),
+                                         (math.nan, "NaN"), (None, "NaN")])
+def test_a_non_finite_value_fails_only_the_hypotheses_on_its_metric(bad, shown):
+    study = Study(variants={"base": {}, "better": {}}, seeds=4)
+    study.expect("better > base", metric="acc")
+    study.expect("better < base", metric="loss")
+    study.expect("better >= base", metric="loss", margin=0.5, name="loss_not_worse")
+    rng = np.random.default_rng(0)
+    runs = {(v, s): {"acc": 0.5 + gain + rng.normal(0, 0.01),
+                     "loss": 1.0 - gain + s / 10 + rng.normal(0, 0.01)}
+            for v, gain in (("base", 0.0), ("better", 0.2)) for s in range(4)}
+    runs["better", 2] = {**runs["better", 2], "acc": bad}
+    failed, loss, not_worse = decide_setting(study, runs)
+    cause = f"metric 'acc' is {shown} for better-seed2"
+    assert failed.status == "error" and failed.error == cause and not failed.passed
+    assert failed.message() == f"better > base on acc: cannot be decided: {cause}"
+    # the other hypotheses are decided, as a family of two (Holm)
+    assert loss.status == not_worse.status == "supported"
+    raw = [loss.verdict.p_support, not_worse.verdict.p_support]
+    assert [loss.verdict.p_support_adj, not_worse.verdict.p_support_adj] == pytest.approx(
+        holm(raw))
+    results = SettingResults(study, runs, study.seeds)
+    with pytest.raises(ValueError, match=re.escape(cause)):
+        results.values("better", "acc")
+    assert results.decide("better < base", metric="loss").passed
 
 
 def test_too_few_seeds_for_the_exact_permutation_test():

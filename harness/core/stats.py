@@ -6,12 +6,18 @@ differences `d = a - b`: pairing removes the between-seed variance, which is usu
 
 A claim is *supported* when the null hypothesis that contradicts it is rejected at `alpha`,
 *contradicted* when the null hypothesis that the claim holds is rejected, and *inconclusive*
-otherwise. For `==` (equivalence within a margin) both directions are tested (TOST). The exact
-semantics of every operator are in docs/statistics.md.
+otherwise. For `==` (equivalence within a margin) both directions are tested (TOST); `==` with
+margin 0 claims identity (equal values on every seed) and is checked seed by seed, the one
+claim decided without a test. Without any variation in d there is no noise estimate, so no
+other claim can be decided. The exact semantics are in docs/statistics.md.
 
 Two tests are offered: the paired t-test, and the sign-flip permutation test (exact for up to
-16 seeds), which assumes only that d is symmetric about its mean. `adjust` corrects the
-p-values of a family of hypotheses for multiplicity (Holm by default) and re-decides them.
+16 seeds), which assumes only that d is symmetric about its mean. Ties break both assumptions
+(a metric at its ceiling, or rounded), so: seeds where the variants tie are left out of a
+one-sided test whose boundary they lie beyond, where they would count as evidence; and when
+the values lie on a grid, the t-test adds the variance that rounding gives d. Simulations of
+both are in docs/statistics.md. `adjust` corrects the p-values of a family of hypotheses for
+multiplicity (Holm by default) and re-decides them.
 """
 
 from __future__ import annotations
@@ -52,12 +58,13 @@ class Verdict:
     test: str
     n: int  # seeds (pairs)
     mean_a: float
-    std_a: float  # ddof=1, nan with fewer than 2 seeds
+    std_a: float  # ddof=1, nan with fewer than 2 seeds, exactly 0 for equal values
     mean_b: float
     std_b: float
     diff: float  # mean of d = a - b
     std_diff: float  # SD of d (ddof=1): the noise the paired test works against
-    ci: tuple[float, float]  # two-sided (1 - 2 alpha) CI of mean(d), the dual of the tests
+    grid: float  # step of the grid all values lie on (ties frequent), or 0; see decide()
+    ci: tuple[float, float]  # two-sided (1 - 2 alpha) CI of mean(d), dual to the tests (no ties)
     p_support: float  # rejecting it supports the claim (for ==, the larger TOST p)
     p_contradict: float  # rejecting it contradicts the claim
     p_support_adj: float  # after adjust(); equal to the raw p-values until then
@@ -65,6 +72,11 @@ class Verdict:
     correction: str  # the multiplicity correction applied by adjust(), "none" before
     seeds_needed: int | None  # when inconclusive: rough seeds that would decide it
     reason: str  # why the usual test was not (or could not be) applied, or ""
+
+    @property
+    def identity(self) -> bool:
+        """`a == b` with margin 0: equal values on every seed, checked without a test."""
+        return self.op == "==" and self.margin == 0
 
     def message(self, name_a: str, name_b: str, metric: str) -> str:
         """A readable multi-line account of the verdict, for test reports."""
@@ -83,8 +95,7 @@ class Verdict:
             f"{level:g}% CI [{self.ci[0]:+.4g}, {self.ci[1]:+.4g}]",
             f"  p supporting {self.p_support:.3g}, contradicting {self.p_contradict:.3g}; "
             f"{adjusted}",
-            f"  {_test_name(self.test, self.n)}, alpha {self.alpha:g}, "
-            f"correction {self.correction}",
+            f"  {self._test_name()}, alpha {self.alpha:g}, correction {self.correction}",
         ]
         if self.status == "inconclusive" and self.seeds_needed is not None:
             seeds = f">{SEEDS_CAP}" if self.seeds_needed > SEEDS_CAP else f"{self.seeds_needed}"
@@ -92,7 +103,20 @@ class Verdict:
                          f"and SD hold, power {POWER:g})")
         if self.reason:
             lines.append(f"  note: {self.reason}")
+        for name, std in ((name_a, self.std_a), (name_b, self.std_b)):
+            if std == 0:  # a variant with no between-seed variance at all
+                lines.append(f"  note: {name} gives the same {metric} on every seed: are the "
+                             f"seeds used (run.seed seeds init and data)?")
         return "\n".join(lines)
+
+    def _test_name(self) -> str:
+        if self.identity:
+            return "identity, checked seed by seed (no test)"
+        if self.test == "t":
+            return "paired t-test"
+        if self.n <= EXACT_MAX_SEEDS:
+            return f"exact sign-flip permutation test ({2**self.n} flips)"
+        return f"sign-flip permutation test ({MC_FLIPS} random flips, seed {MC_SEED})"
 
 
 def decide(a: Sequence[float], b: Sequence[float], op: str, *, margin: float = 0.0,
@@ -106,53 +130,89 @@ def decide(a: Sequence[float], b: Sequence[float], op: str, *, margin: float = 0
         raise ValueError(f"alpha={alpha} must lie in (0, 0.5)")
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin={margin} must be finite and >= 0")
-    if op == "==" and margin <= 0:
-        raise ValueError("equivalence (==) needs a margin > 0: no test can show exact equality")
+    if op in (">=", "<=") and margin == 0:
+        raise ValueError(f"'{op}' is non-inferiority within a margin and needs margin > 0; "
+                         f"margin 0 would make it the superiority claim '{op[0]}'")
     a, b = _vector(a, "a"), _vector(b, "b")
     if len(a) != len(b):
         raise ValueError(f"a and b must pair up seed by seed; got {len(a)} and {len(b)} values")
     d = a - b
     n = len(d)
-    # every seed gives the same difference, up to float rounding of the subtraction itself
-    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))), 1.0) if n else 1.0
-    exact = n >= 2 and np.ptp(d) <= 8 * np.finfo(float).eps * scale
-    diff, sd = (float(d[0]), 0.0) if exact else _mean_std(d)
+    diff, sd = _mean_std(d)
     (mean_a, std_a), (mean_b, std_b) = _mean_std(a), _mean_std(b)
     common = dict(op=op, margin=margin, alpha=alpha, test=test, n=n, mean_a=mean_a,
                   std_a=std_a, mean_b=mean_b, std_b=std_b, diff=diff, std_diff=sd,
-                  correction="none")
+                  correction="none", seeds_needed=None)
+    undecided = dict(status="inconclusive", grid=0.0, ci=(math.nan, math.nan),
+                     p_support=math.nan, p_contradict=math.nan, p_support_adj=math.nan,
+                     p_contradict_adj=math.nan)
 
+    if op == "==" and margin == 0:
+        if n == 0:
+            return Verdict(**undecided, reason="identity needs at least 1 seed, got 0", **common)
+        return _identity(a, b, common)
     if n < 2:
-        return Verdict(status="inconclusive", ci=(math.nan, math.nan), p_support=math.nan,
-                       p_contradict=math.nan, p_support_adj=math.nan,
-                       p_contradict_adj=math.nan, seeds_needed=None,
-                       reason=f"a paired test needs at least 2 seeds, got {n}", **common)
-    if exact:
-        holds = _holds(op, diff, margin)
-        p_s, p_c = (0.0, 1.0) if holds else (1.0, 0.0)
-        return Verdict(status=_status(p_s, p_c, alpha), ci=(diff, diff), p_support=p_s,
-                       p_contradict=p_c, p_support_adj=p_s, p_contradict_adj=p_c,
-                       seeds_needed=None,
-                       reason=f"all {n} paired differences equal {diff:.6g}, so the difference "
-                              f"is known exactly; decided on that value, without a test",
+        return Verdict(**undecided, reason=f"a paired test needs at least 2 seeds, got {n}",
                        **common)
+    # float rounding of the subtractions: a difference within `tol` of a boundary lies on it
+    tol = 4 * np.finfo(float).eps * max(float(np.max(np.abs(a))), float(np.max(np.abs(b))),
+                                        margin)
+    if np.ptp(d) <= 3 * tol:
+        return Verdict(**undecided, reason=(
+            f"all {n} paired differences equal {d[0]:+.6g}: with no variation there is no "
+            f"noise estimate, and no test can decide the claim. Use more seeds; if the variants "
+            f"are meant to be identical, claim a == b with margin=0; check that run.seed seeds "
+            f"init and data"), **common)
 
-    flips = None if test == "t" else _sign_flips(n)
-    p = {(side, k): _p_value(d - k * margin, side, flips)
-         for side, k in _SUPPORT[op] + _CONTRADICT[op]}
+    grid = _grid(np.concatenate([a, b]), tol)
+    extra = grid**2 / 6 if test == "t" else 0.0  # the variance rounding to the grid gives d
+    ties = np.abs(d) <= tol  # seeds where both variants give the same value
+    p, left_out = {}, False
+    for side, k in _SUPPORT[op] + _CONTRADICT[op]:
+        x = _on_boundary(d - k * margin, tol)
+        # a tie sits at -k * margin; past the boundary it would count as evidence
+        if ties.any() and k * margin * (1 if side == "<" else -1) > 0:
+            x, left_out = x[~ties], True
+        p[side, k] = _p_value(x, side, test, extra, tol)
     p_s = max(p[t] for t in _SUPPORT[op])
     p_c = min(p[t] for t in _CONTRADICT[op])
     status = _status(p_s, p_c, alpha)
-    reason = ""
-    if flips is not None and 1 / len(flips) >= alpha:
-        reason = (f"the exact permutation test cannot reach p < {alpha:g} with {n} seeds "
-                  f"(smallest p = {1 / len(flips):.3g}); use >= {_min_seeds(test, alpha)} "
-                  f"seeds or test='t'")
-    seeds = _seeds_needed(op, margin, diff, sd, alpha, n, test) if status == "inconclusive" \
-        else None
-    return Verdict(status=status, ci=_ci(d, alpha, flips), p_support=p_s, p_contradict=p_c,
-                   p_support_adj=p_s, p_contradict_adj=p_c, seeds_needed=seeds, reason=reason,
-                   **common)
+    reasons = []
+    if extra:
+        reasons.append(f"the values lie on a grid of step {grid:.3g} (ties are frequent): the "
+                       f"t-test adds the rounding variance step^2/6 to the variance of d")
+    if left_out:
+        reasons.append(f"{np.count_nonzero(ties)} of {n} seeds give equal values (ties): they "
+                       f"are left out of the one-sided tests that they would otherwise count for")
+    if test == "permutation" and 2.0**-n >= alpha:
+        reasons.append(f"the exact permutation test cannot reach p < {alpha:g} with {n} seeds "
+                       f"(smallest p = {2.0**-n:.3g}); use >= {_min_seeds(test, alpha)} "
+                       f"seeds or test='t'")
+    common["seeds_needed"] = (_seeds_needed(op, margin, diff, _noise(sd, grid, test), alpha, n,
+                                            test) if status == "inconclusive" else None)
+    return Verdict(status=status, grid=grid, ci=_ci(d, alpha, test, extra), p_support=p_s,
+                   p_contradict=p_c, p_support_adj=p_s, p_contradict_adj=p_c,
+                   reason="; ".join(reasons), **common)
+
+
+def _identity(a: np.ndarray, b: np.ndarray, common: dict) -> Verdict:
+    """`a == b` with margin 0: supported when every seed gives bitwise-equal values.
+
+    Any unequal pair shows the difference is not zero, so the claim is then contradicted. The
+    CI is (0, 0) when the runs are equal and not computed otherwise.
+    """
+    n, differ = len(a), np.flatnonzero(a != b)
+    if not len(differ):
+        return Verdict(status="supported", grid=0.0, ci=(0.0, 0.0), p_support=0.0,
+                       p_contradict=1.0, p_support_adj=0.0, p_contradict_adj=1.0,
+                       reason=f"equal values on all {n} seeds: identical, decided without a "
+                              f"test", **common)
+    i = differ[0]
+    return Verdict(status="contradicted", grid=0.0, ci=(math.nan, math.nan), p_support=1.0,
+                   p_contradict=0.0, p_support_adj=1.0, p_contradict_adj=0.0,
+                   reason=f"values differ on {len(differ)} of {n} seeds (seed positions "
+                          f"{differ.tolist()}, e.g. {float(a[i])!r} vs {float(b[i])!r}): not "
+                          f"identical, decided without a test", **common)
 
 
 def adjust(verdicts: Sequence[Verdict], method: str = "holm") -> list[Verdict]:
@@ -161,7 +221,8 @@ def adjust(verdicts: Sequence[Verdict], method: str = "holm") -> list[Verdict]:
     The supporting and the contradicting p-values are corrected separately, each as a family
     of its own: a hypothesis can be wrongly supported or wrongly contradicted, and each kind
     of error is controlled family-wise at each verdict's alpha. Verdicts without p-values
-    (fewer than 2 seeds) stay out of the family.
+    (fewer than 2 seeds, or no variation in d) stay out of the family; identity verdicts
+    (p 0 or 1) stay in, which is conservative.
     """
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction {method!r}; expected one of {CORRECTIONS}")
@@ -174,8 +235,8 @@ def adjust(verdicts: Sequence[Verdict], method: str = "holm") -> list[Verdict]:
         status = _status(s, c, v.alpha)
         # Bonferroni's threshold, the strictest a hypothesis of the family can face.
         alpha = v.alpha if method == "none" else v.alpha / max(family, 1)
-        seeds = (_seeds_needed(v.op, v.margin, v.diff, v.std_diff, alpha, v.n, v.test)
-                 if status == "inconclusive" else None)
+        seeds = (_seeds_needed(v.op, v.margin, v.diff, _noise(v.std_diff, v.grid, v.test),
+                               alpha, v.n, v.test) if status == "inconclusive" else None)
         out.append(replace(v, status=status, p_support_adj=float(s), p_contradict_adj=float(c),
                            correction=method, seeds_needed=seeds))
     return out
@@ -224,14 +285,39 @@ def _vector(x: Sequence[float], name: str) -> np.ndarray:
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and SD (ddof=1); exactly (value, 0) for equal values, which summing would blur."""
+    if len(x) and np.ptp(x) == 0:
+        return float(x[0]), 0.0 if len(x) > 1 else math.nan
     mean = float(x.mean()) if len(x) else math.nan
     return mean, float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-def _holds(op: str, diff: float, margin: float) -> bool:
-    """Whether the claim holds for an exactly known mean difference."""
-    return {">": diff > margin, ">=": diff >= -margin, "<": diff < -margin,
-            "<=": diff <= margin, "==": abs(diff) <= margin}[op]
+def _on_boundary(x: np.ndarray, tol: float) -> np.ndarray:
+    """x (differences minus a boundary) with values within `tol` of 0 set to exactly 0.
+
+    A difference on the boundary then ties with it, whatever the float rounding of the
+    subtractions, and so never counts as evidence for either side.
+    """
+    return np.where(np.abs(x) <= tol, 0.0, x)
+
+
+def _grid(values: np.ndarray, tol: float) -> float:
+    """The step of a grid that all values lie on (rounded or counted metrics), else 0.
+
+    It is the smallest gap between distinct values when every gap is a whole multiple of it;
+    continuous values almost never pass that check with more than two distinct values.
+    """
+    gaps = np.diff(np.unique(values))
+    gaps = gaps[gaps > tol]
+    if not len(gaps):
+        return 0.0
+    steps = gaps / gaps.min()
+    return float(gaps.min()) if np.all(np.abs(steps - np.rint(steps)) <= 1e-6) else 0.0
+
+
+def _noise(sd: float, grid: float, test: str) -> float:
+    """The SD of d a test works with: for the t-test, with the grid's rounding variance."""
+    return math.sqrt(sd**2 + grid**2 / 6) if test == "t" else sd
 
 
 def _status(p_support: float, p_contradict: float, alpha: float) -> str:
@@ -259,18 +345,25 @@ def _sign_flips(n: int) -> np.ndarray:
     return flips
 
 
-def _p_value(x: np.ndarray, side: str, flips: np.ndarray | None) -> float:
-    """One-sided p-value of H0: mean(x) = 0 against mean(x) > 0 (side ">") or < 0 ("<")."""
-    if flips is None:
-        t = x.mean() / (x.std(ddof=1) / math.sqrt(len(x)))
+def _p_value(x: np.ndarray, side: str, test: str, extra: float, tol: float) -> float:
+    """One-sided p-value of H0: mean(x) = 0 against mean(x) > 0 (side ">") or < 0 ("<").
+
+    The t-test adds `extra` to the sample variance (the grid's rounding variance); without
+    two values and some variation (ties left out) it has no noise estimate and gives 1.
+    """
+    if test == "t":
+        if len(x) < 2 or (not extra and np.ptp(x) <= tol):
+            return 1.0
+        t = x.mean() / math.sqrt((x.var(ddof=1) + extra) / len(x))
         return float(special.stdtr(len(x) - 1, -t if side == ">" else t))
+    flips = _sign_flips(len(x))
     null, observed = flips @ x, x.sum()
     tol = 100 * np.finfo(float).eps * abs(observed)  # ties count as extreme, as in scipy
     extreme = null >= observed - tol if side == ">" else null <= observed + tol
     return np.count_nonzero(extreme) / len(flips)
 
 
-def _ci(d: np.ndarray, alpha: float, flips: np.ndarray | None) -> tuple[float, float]:
+def _ci(d: np.ndarray, alpha: float, test: str, extra: float) -> tuple[float, float]:
     """Two-sided (1 - 2 alpha) CI of mean(d): the shifts that neither one-sided test rejects.
 
     For the permutation test, a flip s leaves the shifted test's statistic at least as
@@ -278,14 +371,14 @@ def _ci(d: np.ndarray, alpha: float, flips: np.ndarray | None) -> tuple[float, f
     seeds, so the bounds are order statistics of those subset means (no search needed).
     """
     n = len(d)
-    if flips is None:
-        half = special.stdtrit(n - 1, 1 - alpha) * d.std(ddof=1) / math.sqrt(n)
+    if test == "t":
+        half = special.stdtrit(n - 1, 1 - alpha) * math.sqrt((d.var(ddof=1) + extra) / n)
         return float(d.mean() - half), float(d.mean() + half)
-    flipped = flips < 0
+    flipped = _sign_flips(n) < 0
     counts = flipped.sum(axis=1)
     moved = counts > 0  # identity rows are as extreme as the observed statistic at any shift
     means = np.sort((flipped[moved] @ d) / counts[moved])
-    k = math.ceil(round(alpha * len(flips), 9)) - np.count_nonzero(~moved)
+    k = math.ceil(round(alpha * len(flipped), 9)) - np.count_nonzero(~moved)
     if k <= 0:
         return -math.inf, math.inf
     return float(means[k - 1]), float(means[-k])
@@ -309,10 +402,3 @@ def _seeds_needed(op: str, margin: float, diff: float, sd: float, alpha: float, 
     estimate = min((z * sd / distance) ** 2, SEEDS_CAP + 1)
     return max(math.ceil(estimate), n + 1, _min_seeds(test, alpha))
 
-
-def _test_name(test: str, n: int) -> str:
-    if test == "t":
-        return "paired t-test"
-    if n <= EXACT_MAX_SEEDS:
-        return f"exact sign-flip permutation test ({2**n} flips)"
-    return f"sign-flip permutation test ({MC_FLIPS} random flips, seed {MC_SEED})"

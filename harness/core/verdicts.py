@@ -1,8 +1,9 @@
 """Decide a study's hypotheses at one tier and knob setting from its runs' metrics.
 
 The hypotheses of one setting form the family for the multiplicity correction. A hypothesis
-that cannot be decided (a run failed, a metric is missing or NaN) fails with that cause and
-leaves the family; it never passes.
+that cannot be decided (a run failed, its metric is missing, NaN or infinite) fails with that
+cause and leaves the family; it never passes, and the setting's other hypotheses are decided
+as usual.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def _values(runs: RunMetrics, seeds: Sequence[int], variant: str,
             available = ", ".join(sorted(metrics)) or "none"
             return (f"unknown metric {metric!r} for {variant}-seed{seed}; "
                     f"its metrics are: {available}")
-        value = metrics[metric]
-        if value is None or math.isnan(value):
-            return f"metric {metric!r} is NaN for {variant}-seed{seed}"
-        values.append(float(value))
+        value = math.nan if metrics[metric] is None else float(metrics[metric])
+        if not math.isfinite(value):
+            shown = "NaN" if math.isnan(value) else f"{value}"
+            return f"metric {metric!r} is {shown} for {variant}-seed{seed}"
+        values.append(value)
     return values
 
 
