@@ -2,6 +2,8 @@
 
     python benchmarks/gate.py speed        # -n 0 vs -n 2 wall time (5 times each), per run,
                                            # start-up, profile
+    python benchmarks/gate.py contention   # -n 0 idle and beside a busy process, per thread
+                                           # setting (3 times each)
     python benchmarks/gate.py robustness   # support rate of every hypothesis over 20 base seeds
 
 Every number in the docs comes from a run of this script (command, machine and date included).
@@ -13,6 +15,7 @@ import argparse
 import cProfile
 import datetime as dt
 import io
+import os
 import pstats
 import sqlite3
 import statistics
@@ -36,10 +39,11 @@ def publish(name: str, body: str) -> None:
     print(write_section(name, f"{stamp(f'python benchmarks/gate.py {name}')}.\n\n{body}"))
 
 
-def pytest_gate(store: Path, *extra: str) -> tuple[float, int]:
+def pytest_gate(store: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", *GATE, "--ablation-store", str(store),
-                           *extra], cwd=ROOT, capture_output=True, text=True)
+                           *extra], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:])
     return wall, proc.returncode
@@ -112,17 +116,22 @@ def one_run(threads: int = 1) -> dict:
 
     from ablation_tests.test_chord_heads import train_and_score
     from harness.chords.fixtures import synthetic_data
-    from harness.core.study import RunSpec
 
     torch.set_num_threads(threads)
-    spec = RunSpec("heads", "synthetic", (("noise_sigma", 0.5),), "combined", 0,
-                   {"parts": ["ctc", "ar"], "noise_sigma": 0.5})
-    return train_and_score(spec, synthetic_data(dict(spec.config), 0), _NoLog())
+    run = _Run(seed=0, config={"parts": ["ctc", "ar"], "noise_sigma": 0.5})
+    return train_and_score(run, synthetic_data(run.config, 0))
+
+
+class _Run:
+    """Stands in for a study body's `run` outside pytest: seed and config, a log that keeps
+    nothing, no checkpoint."""
+
+    def __init__(self, seed: int, config: dict) -> None:
+        self.seed, self.config, self.checkpoint = seed, config, None
+        self.log = _NoLog()
 
 
 class _NoLog:
-    """Stands in for the `log` fixture outside pytest."""
-
     def __call__(self, step: int, **values: float) -> None:
         pass
 
@@ -253,6 +262,54 @@ def speed(args: argparse.Namespace) -> None:
     publish("speed", "\n".join(body))
 
 
+BUSY = "while True: pass"  # one CPU-bound process beside the gate
+THREADS = {  # name -> (extra pytest arguments, extra environment), all without xdist
+    "default": ([], {}),
+    "--torch-threads 1": (["--torch-threads", "1"], {}),
+    "--torch-threads {cores}": (["--torch-threads", "{cores}"], {}),
+    "--torch-threads {cores}, OMP_WAIT_POLICY=PASSIVE": (["--torch-threads", "{cores}"],
+                                                        {"OMP_WAIT_POLICY": "PASSIVE"}),
+}
+
+
+def contention(args: argparse.Namespace) -> None:
+    """The `-n 0` gate idle and beside one CPU-bound process, per thread setting."""
+    cores = len(os.sched_getaffinity(0))
+    settings = {name.format(cores=cores): ([a.format(cores=cores) for a in extra], env)
+                for name, (extra, env) in THREADS.items()}
+    walls: dict[tuple[str, str], list[float]] = defaultdict(list)
+    codes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeat):  # interleaved: a slow spell hits every setting
+            for condition in ("idle", "beside one busy process"):
+                for k, (name, (extra, env)) in enumerate(settings.items()):
+                    busy = (subprocess.Popen([sys.executable, "-c", BUSY])
+                            if condition != "idle" else None)
+                    try:
+                        store = Path(tmp) / f"{repeat}-{condition[0]}-{k}.sqlite"
+                        wall, codes[name] = pytest_gate(store, "-n", "0", *extra, env=env)
+                    finally:
+                        if busy is not None:
+                            busy.kill()
+                            busy.wait()
+                    walls[(name, condition)].append(wall)
+    median = {key: statistics.median(values) for key, values in walls.items()}
+    old = f"--torch-threads {cores}"  # the default before: every core without xdist
+    rows = [[f"`{name}`", f"{median[(name, 'idle')]:.1f}",
+             f"{median[(name, 'beside one busy process')]:.1f}",
+             f"{median[(name, 'beside one busy process')] / median[(name, 'idle')]:.2f}x",
+             f"{median[(name, 'idle')] / median[(old, 'idle')]:.2f}x", codes[name]]
+            for name in settings]
+    body = (f"`pytest ablation_tests -k synthetic -n 0` with each thread setting, idle and "
+            f"while one CPU-bound process (`python -c '{BUSY}'`) runs beside it; {cores} "
+            f"cores; {args.repeat} interleaved repeats, medians. The goal: beside one busy "
+            "process at most 1.5x the idle time, and idle no more than 10% slower than the "
+            f"old default (`{old}`: every core without xdist).\n\n"
+            + tabulate(rows, ["setting", "idle s", "beside busy s", "busy / idle",
+                              "idle / old default idle", "exit"], tablefmt="github"))
+    publish("contention", body)
+
+
 def robustness(args: argparse.Namespace) -> None:
     counts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
@@ -279,6 +336,9 @@ def main() -> None:
     fast = sub.add_parser("speed")
     fast.add_argument("--repeat", type=int, default=5, help="sessions of each kind (default 5)")
     fast.set_defaults(func=speed)
+    busy = sub.add_parser("contention")
+    busy.add_argument("--repeat", type=int, default=3, help="sessions of each kind (default 3)")
+    busy.set_defaults(func=contention)
     rob = sub.add_parser("robustness")
     rob.add_argument("--bases", type=int, default=20)
     rob.add_argument("--workers", type=int, default=2)

@@ -3,9 +3,11 @@
 Pinning happens in each worker's own pytest_configure, before anything touches CUDA: the worker
 sets CUDA_VISIBLE_DEVICES to the one GPU it owns, so its code sees it as `cuda:0`. GPUs are
 taken round-robin from the GPUs the outer CUDA_VISIBLE_DEVICES allows (never past them), or
-from an explicit list. Without GPUs every worker runs on the CPU with 1 torch thread: the
-workers already fill the cores, and more threads per worker oversubscribe them (FACTS: much
-slower under load). Without xdist one process gets every core.
+from an explicit list. Every process runs 1 torch CPU thread unless --torch-threads says more:
+with xdist the workers already fill the cores, and without xdist a process with a thread per
+core makes its OpenMP threads spin-wait whenever anything else uses a core (a second test
+session, a build): measured 2-3x slower beside one busy process, for no gain idle on the small
+models studies train (docs/benchmarks.md, "contention"). `-n auto` is the way to use the cores.
 """
 
 from __future__ import annotations

@@ -51,8 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--workers-per-gpu", type=int, default=1, metavar="N",
                     help="xdist workers sharing one GPU; -n auto starts GPUs x N workers")
     group.addoption("--torch-threads", type=int, metavar="N",
-                    help="CPU threads per process (default: 1 per xdist worker, all cores "
-                         "without xdist)")
+                    help="torch CPU threads per process (default 1, with or without xdist: "
+                         "spinning OpenMP threads collapse when anything else uses the cores; "
+                         "use -n auto for more cores, see docs/benchmarks.md#contention)")
     group.addoption("--wandb", action="store_true", default=None,
                     help="log every run to W&B (offline unless an API key is configured and "
                          "--wandb-mode online; WANDB_MODE is honoured); also ini ablation_wandb")
@@ -131,7 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
         label = "cpu" if gpu is None else f"cuda:{gpu}"
     else:
         session_id, worker, gpu = new_session_id(), "main", None
-        devices.pin(None, threads or devices.usable_cores())
+        devices.pin(None, threads or 1)  # see harness.devices: one thread unless asked
         device = label = None  # decided on first use (see harness.fixtures.device)
     store_path = _store_path(config)
     session = AblationSession(store_path=store_path, session_id=session_id,

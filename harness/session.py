@@ -217,6 +217,6 @@ class AblationSession:
     def _project_modules(self, names: Iterable[str]) -> set[str]:
         """Files of the project modules among `names`, with what they import."""
         files = [getattr(sys.modules.get(name), "__file__", None) for name in names]
-        found = [path for path in (os.path.abspath(f) for f in files if f)
-                 if self.project.is_code(path)]
+        found = [path for path in (os.path.abspath(f) for f in files if isinstance(f, str))
+                 if os.path.isfile(path) and self.project.is_code(path)]
         return inputs.closure(found, self.project) if found else set()

@@ -273,7 +273,7 @@ def closure(roots: Iterable[str], project: Project) -> set[str]:
     todo = [os.path.abspath(r) for r in roots]  # roots count whatever they are
     while todo:
         path = todo.pop()
-        if path in seen:
+        if path in seen or not os.path.isfile(path):
             continue
         seen.add(path)
         if not path.endswith(".py"):
