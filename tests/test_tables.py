@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from dataclasses import replace
 
 import pytest
 
@@ -134,3 +136,128 @@ def test_renderers_agree_on_the_numbers(store):
     data = json.loads(render_json(sections))
     means = {(r["variant"], r["metric"]): r["mean"] for r in data[0]["summary"]}
     assert means["a", "majmin"] == pytest.approx(0.51)
+
+
+def strict_json(text: str):
+    """Parse JSON as the standard defines it: NaN and Infinity are not JSON."""
+    def refuse(token: str):
+        raise ValueError(f"{token} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def non_finite(tmp_path) -> Store:
+    """Five seeds of "a", "b" and "c"; a has one NaN seed on majmin, b two infinite losses."""
+    store = Store(tmp_path / "results.sqlite")
+    for seed in range(5):
+        finish(store, Spec(variant="a", seed=seed),
+               {"majmin": math.nan if seed == 2 else 0.9, "loss": 0.1 + seed / 100})
+        finish(store, Spec(variant="b", seed=seed),
+               {"majmin": 0.5, "loss": math.inf if seed < 2 else 0.3})
+        finish(store, Spec(variant="c", seed=seed), {"majmin": 0.7 + seed / 100, "loss": 0.2})
+    return store
+
+
+def test_a_non_finite_seed_shows_in_its_cell_and_is_never_best(non_finite):
+    metrics = table(section(non_finite), "metrics")
+    nan, inf = cell(metrics, "a", "majmin"), cell(metrics, "b", "loss")
+    assert (nan.text(), inf.text()) == ("nan (1 of 5)", "inf (2 of 5)")
+    assert math.isnan(nan.mean) and inf.mean == math.inf  # not the mean of the finite seeds
+    assert not nan.best and cell(metrics, "c", "majmin").best  # a's 0.9 seeds don't count
+    assert cell(metrics, "a", "loss").best and not inf.best
+    first, *others = [r for r in non_finite.runs(SESSION) if r.variant == "a"][:4]
+    mixed = [first, *(replace(r, metrics={"majmin": v})
+                      for r, v in zip(others, [math.inf, -math.inf, math.nan], strict=True))]
+    assert cell(build_section("heads", "s", mixed, []).tables[0], "a", "majmin").text() == (
+        "nan (1 of 4), inf (1 of 4), -inf (1 of 4)")
+
+
+def test_every_format_renders_non_finite_cells(non_finite):
+    sections = session_sections(non_finite, SESSION)
+    assert "nan (1 of 5)" in render_text(sections) and "inf (2 of 5)" in render_markdown(sections)
+    summary = list(csv.DictReader(io.StringIO(render_csv(sections))))
+    row = next(r for r in summary if (r["variant"], r["metric"]) == ("a", "majmin"))
+    assert (row["mean"], row["std"], row["n"]) == ("nan", "nan", "5")
+    values = list(csv.DictReader(io.StringIO(render_csv(sections, "runs"))))
+    assert [r["value"] for r in values if (r["variant"], r["metric"]) == ("b", "loss")] == [
+        "inf", "inf", "0.3", "0.3", "0.3"]
+    [data] = strict_json(render_json(sections))
+    row = next(r for r in data["summary"] if (r["variant"], r["metric"]) == ("b", "loss"))
+    assert (row["mean"], row["std"], row["n"]) == (None, None, 5)
+    assert row["non_finite_seeds"] == {"inf": 2}
+    assert row["non_finite"] == {"mean": "inf", "std": "nan"}
+    [value] = [r for r in data["runs"] if (r["variant"], r["seed"], r["metric"]) == ("a", 2,
+                                                                                    "majmin")]
+    assert (value["value"], value["non_finite"]) == (None, {"value": "nan"})
+
+
+VERDICT = {"study": "heads", "tier": "synthetic", "knobs": {"noise_sigma": 0.5},
+           "hypothesis": "b >= a", "metric": "joint/labels/majmin", "status": "supported",
+           "diff": 0.09, "ci_lo": 0.08, "ci_hi": 0.1, "p": 0.001, "p_adj": 0.002, "test": "t",
+           "n": 3, "message": "m"}
+
+
+def test_verdicts_without_statistics_or_with_infinite_ones_render(store):
+    store.save_verdicts(SESSION, [
+        {**VERDICT, **dict.fromkeys(("metric", "status", "diff", "ci_lo", "ci_hi", "p",
+                                     "p_adj", "test", "n", "message"))},
+        {**VERDICT, "hypothesis": "b > a", "ci_lo": -math.inf, "ci_hi": math.inf},
+        {**VERDICT, "hypothesis": "b >= a", "tier": "real", "knobs": {}, "status": None}])
+    sections = session_sections(store, SESSION)
+    assert "[-inf, inf]" in render_text(sections)
+    assert "| b >= a " in render_markdown(sections)
+    rows = list(csv.DictReader(io.StringIO(render_csv(sections, "verdicts"))))
+    assert [(r["setting"], r["hypothesis"], r["status"], r["ci_hi"]) for r in rows] == [
+        ("synthetic-noise_sigma=0.5", "b >= a", "", ""),
+        ("synthetic-noise_sigma=0.5", "b > a", "supported", "inf"),
+        ("real", "b >= a", "", "0.1")]
+    data = strict_json(render_json(sections))
+    infinite = data[0]["verdicts"][1]
+    assert (infinite["ci_lo"], infinite["ci_hi"]) == (None, None)
+    assert infinite["non_finite"] == {"ci_lo": "-inf", "ci_hi": "inf"}
+    assert data[-1]["tables"][0]["rows"] == [["b >= a", "noise_sigma=0.5: -", "-"],
+                                             ["b > a", "noise_sigma=0.5: SUPPORTED", "not run"]]
+
+
+def test_runs_table_has_one_row_per_run_and_metric(store):
+    _, row = store.claim(SESSION, Spec(variant="c"), fingerprint="fp9", owner=OWNER, config={})
+    store.fail(row.id, error="Traceback ...\nValueError: bad shape", duration=0.1)
+    rows = list(csv.DictReader(io.StringIO(render_csv([section(store)], "runs"))))
+    assert len(rows) == 2 * 3 * 3 + 1
+    first = rows[0]
+    assert {k: first[k] for k in ("tier", "knobs", "variant", "seed", "metric", "value",
+                                  "status", "source", "fingerprint")} == {
+        "tier": "synthetic", "knobs": '{"noise_sigma": 0.5}', "variant": "a", "seed": "0",
+        "metric": "joint/alignment/seg", "value": "0.7", "status": "done", "source": "run",
+        "fingerprint": "fp"}
+    assert {k: rows[-1][k] for k in ("variant", "metric", "value", "status", "error")} == {
+        "variant": "c", "metric": "", "value": "", "status": "failed",
+        "error": "ValueError: bad shape"}
+
+
+def retrained(store: Store, spec: Spec, why: str) -> None:
+    _, row = store.claim(SESSION, spec, fingerprint="fp", owner=OWNER, config={}, note=why)
+    store.finish(row.id, metrics={"acc": spec.seed / 10 + len(spec.variant)}, failures=[],
+                 duration=1.0, device="cpu", versions={}, git_commit=None)
+
+
+def test_reasons_to_retrain_are_one_note_each(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    for variant in ("base", "better"):
+        for seed in (0, 1, 2, 3):
+            retrained(store, Spec(variant=variant, seed=seed),
+                      f"helpers/train.py changed since run #{12 + seed} of session S")
+    retrained(store, Spec(variant="other", seed=0), "config key lr changed (0.1 -> 0.2) "
+                                                     "since run #3 of session R")
+    assert section(store).notes == [
+        "retrained 8 runs (base-seed0..3, better-seed0..3): helpers/train.py changed since "
+        "runs #12..15 of session S",
+        "retrained 1 run (other-seed0): config key lr changed (0.1 -> 0.2) since run #3 of "
+        "session R"]
+
+
+def test_a_variant_whose_seeds_change_nothing_is_noted(store):
+    notes = section(store).notes
+    assert notes == ["variant b gives identical metrics on every seed: are the seeds used "
+                     "(run.seed must seed init and data)?"]  # a's majmin moves with the seed

@@ -1,7 +1,10 @@
 """Result tables: per study and setting, one table per metric group, then the verdicts.
 
-Rows are (variant, head), cells mean +- std over seeds, the best value per column marked.
-The same sections render as terminal text, Markdown, CSV (long format) and JSON.
+Rows are (variant, head), cells mean +- std over seeds, the best value per column marked. A
+cell with a NaN or infinite seed says so (`nan (1 of 5)`) instead of averaging the others, and
+is never the best. The same sections render as terminal text, Markdown, CSV (long format: the
+summary, every run's values, or the verdicts) and JSON (all of them; valid JSON, so a
+non-finite number is null and the row's `non_finite` says what it was).
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +26,32 @@ from tabulate import tabulate
 from harness.core.metrics import lower_is_better, split_path
 from harness.core.study import setting_id
 
+NON_FINITE = ("nan", "inf", "-inf")
+
+
+def non_finite(value: float) -> str | None:
+    """"nan", "inf" or "-inf" for a value that is not finite, else None."""
+    if math.isnan(value):
+        return "nan"
+    return ("inf" if value > 0 else "-inf") if math.isinf(value) else None
+
 
 @dataclass
 class Cell:
+    """One metric of one variant over its seeds. When a seed's value is not finite, `mean`
+    and `std` are what IEEE arithmetic makes of all seeds (NaN, or an infinity) and
+    `non_finite` counts those seeds by kind."""
+
     mean: float
     std: float
     n: int
+    non_finite: dict[str, int] = field(default_factory=dict)
     best: bool = False
 
     def text(self) -> str:
+        if self.non_finite:
+            return ", ".join(f"{kind} ({count} of {self.n})"
+                             for kind, count in self.non_finite.items())
         spread = f" ± {self.std:.3f}" if self.n > 1 else ""
         return f"{self.mean:.3f}{spread}"
 
@@ -48,12 +71,17 @@ class Section:
     verdicts: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)  # long format: one row per metric
+    runs: list[dict] = field(default_factory=list)  # one row per run and metric
 
 
-def _cell(values: Sequence[float]) -> Cell | None:
-    values = [v for v in values if v is not None]
+def _cell(values: Sequence[float | None]) -> Cell | None:
+    values = [float(v) for v in values if v is not None]
     if not values:
         return None
+    kinds = Counter(kind for kind in map(non_finite, values) if kind)
+    if kinds:
+        return Cell(sum(values) / len(values), math.nan, len(values),
+                    {kind: kinds[kind] for kind in NON_FINITE if kinds[kind]})
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return Cell(statistics.fmean(values), std, len(values))
 
@@ -61,7 +89,7 @@ def _cell(values: Sequence[float]) -> Cell | None:
 def _mark_best(rows: list[list[Any]], columns: range, names: Sequence[str],
                minimize: tuple[str, ...]) -> None:
     for col, name in zip(columns, names, strict=True):
-        cells = [row[col] for row in rows if row[col] is not None]
+        cells = [row[col] for row in rows if row[col] is not None and not row[col].non_finite]
         if len({c.mean for c in cells}) < 2:  # one value, or all equal: nothing stands out
             continue
         pick = min if lower_is_better(name, minimize) else max
@@ -118,20 +146,83 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                                                 "variant": variant, "head": head,
                                                 "group": group, "metric": n, "mean": c.mean,
                                                 "std": c.std, "n": c.n,
-                                                "source": "store" if variant in reused else "run"})
+                                                "source": "store" if variant in reused else "run",
+                                                "non_finite_seeds": c.non_finite})
         first = 2 if with_head else 1
         _mark_best(rows, range(first, first + len(shown)), shown, minimize)
         headers = ["variant", *(["head"] if with_head else []), *shown, "n", "wall s", "device"]
         section.tables.append(Table(group, headers, rows))
-    for r in runs:
-        if r.status == "failed":
-            error = (r.error or "").strip().splitlines()
-            section.notes.append(f"run {r.variant}-seed{r.seed} FAILED: "
-                                 f"{error[-1] if error else 'no error recorded'}")
-        for failure in r.failures:
-            section.notes.append(f"malformed sample in {r.variant}-seed{r.seed}: "
-                                 f"{failure.get('sample')}: {failure.get('error')}")
+    section.runs = [row for r in runs for row in _run_rows(study, setting, r)]
+    section.notes = _notes(runs, variants)
     return section
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _run_rows(study: str, setting: str, r: Any) -> list[dict]:
+    """A run's values in long format: one row per metric (one row without metric when it
+    has none: failed, or still running)."""
+    about = {"tier": r.tier, "knobs": r.knobs, "variant": r.variant, "seed": r.seed}
+    provenance = {"status": r.status, "source": r.source, "fingerprint": r.fingerprint,
+                  "run": r.id, "reused_from": r.reused_from, "duration": r.duration,
+                  "device": r.device, "git_commit": r.git_commit, "note": r.note,
+                  "error": _last_line(r.error) or None}
+    values = r.metrics.items() if r.metrics else [(None, None)]
+    return [{"study": study, "setting": setting, **about, "metric": metric, "value": value,
+             **provenance} for metric, value in values]
+
+
+# `RunCoordinator` notes why --reuse retrained a run: "<reason> since run #<id> of session <s>"
+_SINCE = re.compile(r"(?P<reason>.*) since run #(?P<id>\d+) of session (?P<session>\S+)", re.S)
+
+
+def _spans(numbers: Iterable[int]) -> str:
+    """1, 2, 3, 5 -> "1..3,5"."""
+    spans: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if spans and n == spans[-1][-1] + 1:
+            spans[-1].append(n)
+        else:
+            spans.append([n])
+    return ",".join(f"{s[0]}..{s[-1]}" if len(s) > 2 else ",".join(map(str, s)) for s in spans)
+
+
+def _runs_label(runs: Sequence[Any]) -> str:
+    """"base-seed0..3, better-seed0,2": runs named by variant and seeds."""
+    seeds: dict[str, list[int]] = {}
+    for r in runs:
+        seeds.setdefault(r.variant, []).append(r.seed)
+    return ", ".join(f"{variant}-seed{_spans(s)}" for variant, s in seeds.items())
+
+
+def _notes(runs: Sequence[Any], variants: Sequence[str]) -> list[str]:
+    """Failed runs, malformed samples, why --reuse retrained runs (one line per reason), and
+    variants whose seeds change nothing."""
+    notes = [f"run {r.variant}-seed{r.seed} FAILED: {_last_line(r.error) or 'no error recorded'}"
+             for r in runs if r.status == "failed"]
+    notes += [f"malformed sample in {r.variant}-seed{r.seed}: {failure.get('sample')}: "
+              f"{failure.get('error')}" for r in runs for failure in r.failures]
+    retrained: dict[tuple[str, str | None], list[Any]] = {}
+    for r in runs:
+        if r.note:
+            since = _SINCE.fullmatch(r.note)
+            key = (since["reason"], since["session"]) if since else (r.note, None)
+            retrained.setdefault(key, []).append(r)
+    for (reason, session), which in retrained.items():
+        ids = [int(since["id"]) for r in which if (since := _SINCE.fullmatch(r.note))]
+        where = (f" since run{'s' if len(ids) > 1 else ''} #{_spans(ids)} of session {session}"
+                 if session else "")
+        notes.append(f"retrained {len(which)} run{'s' if len(which) > 1 else ''} "
+                     f"({_runs_label(which)}): {reason}{where}")
+    for variant in variants:
+        done = [r for r in runs if r.variant == variant and r.status == "done"]
+        if len(done) > 1 and len({json.dumps(r.metrics, sort_keys=True) for r in done}) == 1:
+            notes.append(f"variant {variant} gives identical metrics on every seed: are the "
+                         f"seeds used (run.seed must seed init and data)?")
+    return notes
 
 
 def session_sections(store: Any, session: str,
@@ -174,7 +265,7 @@ def tier_comparison(study: str, verdicts: Sequence[dict]) -> Section | None:
             found = [v for v in verdicts if v["hypothesis"] == hypothesis and v["tier"] == tier]
             row.append("; ".join(
                 (f"{setting_id('', tuple(v['knobs'].items())).lstrip('-')}: " if v["knobs"]
-                 else "") + v["status"].upper() for v in found) or "not run")
+                 else "") + _status(v) for v in found) or "not run")
         rows.append(row)
     return Section(study, "verdicts by tier",
                    tables=[Table("verdicts by tier", ["hypothesis", *tiers], rows)])
@@ -188,10 +279,14 @@ def _p(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
+def _status(verdict: Mapping[str, Any]) -> str:
+    return (verdict.get("status") or "-").upper()
+
+
 def verdict_rows(verdicts: Iterable[dict]) -> list[list[str]]:
-    return [[v["hypothesis"], v["metric"], _fmt(v["diff"]),
+    return [[v["hypothesis"], v["metric"] or "-", _fmt(v["diff"]),
              f"[{_fmt(v['ci_lo'])}, {_fmt(v['ci_hi'])}]" if v["ci_lo"] is not None else "-",
-             _p(v["p"]), _p(v["p_adj"]), v["status"].upper()] for v in verdicts]
+             _p(v["p"]), _p(v["p_adj"]), _status(v)] for v in verdicts]
 
 
 VERDICT_HEADERS = ["hypothesis", "metric", "diff", "CI", "p", "p adj", "verdict"]
@@ -226,24 +321,55 @@ def render_markdown(sections: Sequence[Section]) -> str:
     return _render(sections, "github", "**", "### ")
 
 
-def render_csv(sections: Sequence[Section]) -> str:
-    """Long format: one line per (study, setting, variant, head, group, metric)."""
+# The CSV tables: their columns, in order (`nan`/`inf` as Python writes them, knobs as JSON).
+CSV_TABLES = {
+    "summary": ["study", "setting", "variant", "head", "group", "metric", "mean", "std", "n",
+                "source"],
+    "runs": ["study", "setting", "tier", "knobs", "variant", "seed", "metric", "value", "status",
+             "source", "fingerprint", "run", "reused_from", "duration", "device", "git_commit",
+             "note", "error"],
+    "verdicts": ["study", "setting", "tier", "knobs", "hypothesis", "metric", "status", "diff",
+                 "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message"],
+}
+
+
+def _verdicts(section: Section) -> list[dict]:
+    return [{"setting": section.setting, **v} for v in section.verdicts]
+
+
+def render_csv(sections: Sequence[Section], table: str = "summary") -> str:
+    """Long format: `summary`, one line per (study, setting, variant, head, group, metric);
+    `runs`, one line per run and metric; `verdicts`, one line per hypothesis and setting."""
     buffer = io.StringIO()
-    fields = ["study", "setting", "variant", "head", "group", "metric", "mean", "std", "n",
-              "source"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer = csv.DictWriter(buffer, fieldnames=CSV_TABLES[table], extrasaction="ignore")
     writer.writeheader()
     for s in sections:
-        writer.writerows(s.summary)
+        rows = {"summary": s.summary, "runs": s.runs, "verdicts": _verdicts(s)}[table]
+        writer.writerows({k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+                          for k, v in row.items()} for row in rows)
     return buffer.getvalue()
 
 
+def _json_row(row: Mapping[str, Any]) -> dict:
+    """JSON has no NaN or infinities: such a number becomes null and `non_finite` maps its
+    field to what it was ("nan", "inf", "-inf")."""
+    kinds = {k: kind for k, v in row.items()
+             if isinstance(v, float) and (kind := non_finite(v))}
+    return {**{k: None if k in kinds else v for k, v in row.items()}, "non_finite": kinds}
+
+
 def render_json(sections: Sequence[Section]) -> str:
-    return json.dumps([{"study": s.study, "setting": s.setting, "summary": s.summary,
-                        "verdicts": s.verdicts, "notes": s.notes,
-                        "tables": [asdict(t) | {"rows": [[c.text() if isinstance(c, Cell) else c
-                                                          for c in row] for row in t.rows]}
-                                   for t in s.tables]} for s in sections], indent=2)
+    """Every section with its summary (a row's `non_finite_seeds` counts its seeds by
+    non-finite kind), every run's values, its verdicts, notes and tables as shown."""
+    return json.dumps([{"study": s.study, "setting": s.setting,
+                        "summary": [_json_row(row) for row in s.summary],
+                        "runs": [_json_row(row) for row in s.runs],
+                        "verdicts": [_json_row(v) for v in s.verdicts], "notes": s.notes,
+                        "tables": [{"title": t.title, "headers": t.headers,
+                                    "rows": [[c.text() if isinstance(c, Cell) else c for c in row]
+                                             for row in t.rows]} for t in s.tables]}
+                       for s in sections],
+                      indent=2, allow_nan=False)
 
 
 def write_markdown(sections: Sequence[Section], path: Path) -> Path:
