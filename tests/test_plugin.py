@@ -574,7 +574,7 @@ def test_synthetic_and_real_verdicts_side_by_side(pytester: pytest.Pytester) -> 
 
         @study
         def test_t(run):
-            rng = random.Random(run.seed)
+            rng = random.Random(f"{run.seed}-{run.variant}")
             return {"acc": 0.5 + run.config.get("gain", 0) + rng.gauss(0, 0.01)}
 
         study.expect("better > base", metric="acc")

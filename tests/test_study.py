@@ -419,10 +419,11 @@ def test_decide_setting_failed_run_names_the_run_and_its_failure():
 def test_decide_setting_pairs_the_given_seeds():
     study = two_variants()
     study.expect("a > b", metric="acc")
-    runs = {(v, s): {"acc": 1.0 if v == "a" else 0.0} for v in "ab" for s in (10, 11, 12)}
+    runs = {(v, s): {"acc": (1.0 if v == "a" else 0.0) + (s - 10) / 100 * (v == "a")}
+            for v in "ab" for s in (10, 11, 12)}
     [result] = decide_setting(study, runs, seeds=[10, 11, 12])
     assert result.passed
-    assert result.verdict.n == 3
+    assert result.verdict.n == 3 and result.verdict.diff == pytest.approx(1.01)
 
 
 # Two claims each supported alone (raw p 0.045 and 0.038) but not after Holm (0.077 each).

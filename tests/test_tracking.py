@@ -25,7 +25,7 @@ def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / "wandb-config"))
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_DIR", raising=False)  # W&B files go beside the local logs
     monkeypatch.setenv("WANDB_MODE", "offline")
 
 
@@ -40,6 +40,16 @@ def run_one(tracker: Tracker, name: str, steps: int = 3) -> None:
     for step in range(steps):
         log.log(step, loss=1.0 / (step + 1), lr=0.1)
     log.finish(METRICS)
+
+
+def test_wandb_dir_decides_where_wandb_writes(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    tracker = make_tracker(tmp_path, [])
+    run_one(tracker, "a-seed0")
+    assert len(offline_runs(tmp_path / "elsewhere")) == 1
+    assert offline_runs(tmp_path / "runs") == []
+    assert (tmp_path / "runs" / "heads" / "a-seed0" / "steps.jsonl").exists()  # local log stays
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -31,7 +31,9 @@ def test_k(run):
         time.sleep(120)  # killed here
     time.sleep(0.05)
     rng = random.Random(run.seed)
-    return {"acc": 0.5 + run.config.get("gain", 0.0) + rng.gauss(0, run.config["noise"] / 10)}
+    own = random.Random(f"{run.seed}-{run.variant}").gauss(0, 0.01)
+    return {"acc": 0.5 + run.config.get("gain", 0.0) + rng.gauss(0, run.config["noise"] / 10)
+                   + own}
 """
 HYPOTHESES = """
 study.expect("b > a", metric="acc")
