@@ -1,9 +1,11 @@
-"""The SQLite results store, on real files: schema, round trips, claims, reuse, verdicts."""
+"""The SQLite results store, on real files: schema, round trips, claims, reuse, verdicts, broken
+stores (each one clear error) and the read-only mode of reports."""
 
 from __future__ import annotations
 
 import math
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -11,8 +13,17 @@ import sys
 import pytest
 
 from harness.core.provenance import host
-from harness.core.store import Owner, Store, StoreError
+from harness.core.store import Owner, Store, StoreError, error_name
 from tests.specs import Spec
+from tests.stores import (
+    BROKEN,
+    SESSION,
+    foreign,
+    modes_apply,
+    populated,
+    snapshot,
+    version_1,
+)
 
 ME = Owner(host(), os.getpid(), "gw0")
 FINISH = dict(duration=1.5, device="cpu", versions={"numpy": "2.0"}, git_commit="abc+dirty")
@@ -202,3 +213,144 @@ def test_reconnects_after_fork(store):
             os._exit(2)
     assert os.waitpid(pid, 0)[1] == 0
     assert [s["session"] for s in store.sessions()] == ["parent", "child"]
+
+
+def test_pickles_with_its_mode(tmp_path):
+    copy = pickle.loads(pickle.dumps(Store(tmp_path / "r.sqlite", readonly=True, option="--x")))
+    assert (copy.path, copy.readonly, copy.option) == (tmp_path / "r.sqlite", True, "--x")
+
+
+# -- broken stores: one StoreError naming the file, what is wrong and the fix ---------------------
+
+
+@pytest.mark.parametrize("readonly", [False, True], ids=["session", "report"])
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_a_broken_store_is_one_clear_error(tmp_path, kind, readonly):
+    make, problem = BROKEN[kind]
+    path = make(tmp_path / "results.sqlite")
+    before = snapshot(path)
+    with pytest.raises(StoreError) as error, Store(path, readonly=readonly) as store:
+        store.sessions()
+    assert str(error.value).startswith(f"results store {path} {problem}" if kind != "foreign"
+                                       else f"{path} {problem}")
+    assert "--ablation-store PATH" in str(error.value) or kind == "newer"
+    assert snapshot(path) == before  # refused before anything was written
+
+
+def test_a_directory_is_no_store(tmp_path):
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match="^results store .* is a directory: pass a file path "
+                                             r"\(--ablation-store PATH\)$"):
+            Store(tmp_path, readonly=readonly).sessions()
+
+
+def test_a_session_never_adds_its_tables_to_a_foreign_database(tmp_path):
+    path = foreign(tmp_path / "app.db")
+    for _ in range(2):  # every use refuses it, not only the first
+        with pytest.raises(StoreError, match="not a pytest-ablation results store"):
+            Store(path).begin_session("s1", argv=[], meta={})
+    db = sqlite3.connect(path)
+    assert [row[0] for row in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_a_full_disk_keeps_the_runs_finished_before(tmp_path):
+    """SQLite's max_page_count stands in for the disk: writes past it fail with SQLITE_FULL."""
+    store = Store(tmp_path / "results.sqlite")
+    done(store, "s1", Spec(seed=0))
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreError) as error:
+        for seed in range(1, 1000):
+            done(store, "s1", Spec(seed=seed), **{f"metric{i}": 0.5 for i in range(100)})
+    assert str(error.value) == (f"the disk holding results store {store.path} is full: free "
+                                f"space; runs finished so far are kept in the store")
+    store.close()
+    finished = [r.seed for r in Store(store.path).runs() if r.status == "done"]
+    assert finished[0] == 0 and len(finished) >= 1
+
+
+def test_sqlite_errors_are_named_without_sqlite_errorname():
+    """Python 3.10's sqlite3 errors carry no `sqlite_errorname`: the message names them."""
+    assert not hasattr(sqlite3.OperationalError("x"), "sqlite_errorname")
+    assert error_name(sqlite3.OperationalError("database or disk is full")) == "SQLITE_FULL"
+    assert error_name(sqlite3.DatabaseError("file is not a database")) == "SQLITE_NOTADB"
+    assert error_name(sqlite3.OperationalError("something else")) == ""
+
+
+@pytest.fixture
+def modes(tmp_path):
+    """Skip where file modes don't bind (root): tests/test_store_failures.py drops root's
+    override for its sessions instead."""
+    if not modes_apply(tmp_path):
+        pytest.skip("file modes don't bind this process (root with CAP_DAC_OVERRIDE)")
+    yield
+    for folder, _, _ in os.walk(tmp_path):
+        os.chmod(folder, 0o755)
+
+
+def test_a_read_only_file_is_one_clear_error_and_the_report_still_reads_it(tmp_path, modes):
+    path = populated(tmp_path / "results.sqlite")
+    path.chmod(0o444)
+    with pytest.raises(StoreError, match=rf"^results store {path} is read-only \(SQLITE_READONLY"
+                                         rf".*\): make it writable \(chmod u\+w {path}\) or pass "
+                                         "--ablation-store to a writable path$"):
+        Store(path).begin_session("s2", argv=[], meta={})
+    assert len(Store(path, readonly=True).runs()) == 6
+
+
+@pytest.mark.parametrize("where", ["store", "new store", "new folder"])
+def test_a_read_only_folder_is_one_clear_error(tmp_path, modes, where):
+    folder = tmp_path / "ro"
+    populated(folder / "results.sqlite")
+    folder.chmod(0o555)
+    path = {"store": folder / "results.sqlite", "new store": folder / "new.sqlite",
+            "new folder": folder / "sub" / "new.sqlite"}[where]
+    with pytest.raises(StoreError, match=rf"^the folder {folder} of results store {path} is "
+                                         rf"read-only \(.*\): make it writable \(chmod u\+w "
+                                         rf"{folder}\) or pass --ablation-store to a writable"):
+        Store(path).begin_session("s2", argv=[], meta={})
+
+
+# -- read-only mode: reports never write -------------------------------------------------------
+
+
+def test_read_only_mode_reads_an_older_store_as_it_is(tmp_path):
+    path = version_1(tmp_path / "results.sqlite")
+    before = snapshot(path)
+    with Store(path, readonly=True) as old:
+        runs = old.runs()
+        assert len(runs) == 6 and all((r.inputs, r.note) == ({}, None) for r in runs)
+        assert old.latest_session() == SESSION and len(old.verdicts(SESSION)) == 1
+    assert snapshot(path) == before
+
+
+def test_opening_an_older_store_for_writing_adds_its_new_columns(tmp_path):
+    path = version_1(tmp_path / "results.sqlite")
+    with Store(path) as store:
+        assert len(store.runs()) == 6
+        assert {row[0] for row in store.db.execute("SELECT version FROM schema_version")} == {2}
+        done(store, "s2", Spec(seed=9))
+        assert store.runs("s2")[0].inputs == {}
+
+
+def test_read_only_mode_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(StoreError, match=r"^no results store at .*missing\.sqlite: run the "
+                                         r"studies first or pass --store PATH$"):
+        Store(tmp_path / "missing.sqlite", readonly=True, option="--store").runs()
+    (tmp_path / "empty.sqlite").touch()
+    with pytest.raises(StoreError, match="is empty"):
+        Store(tmp_path / "empty.sqlite", readonly=True).runs()
+    assert not (tmp_path / "missing.sqlite").exists()
+    assert (tmp_path / "empty.sqlite").read_bytes() == b""
+
+
+def test_read_only_mode_sees_what_a_live_session_committed(tmp_path):
+    path = populated(tmp_path / "results.sqlite")
+    with Store(path) as writer:
+        done(writer, "s2", Spec(seed=7))  # committed to the -wal file, not yet to the store
+        files = sorted(os.listdir(tmp_path))
+        assert files == ["results.sqlite", "results.sqlite-shm", "results.sqlite-wal"]
+        with Store(path, readonly=True) as reader:
+            assert [r.seed for r in reader.runs("s2")] == [7]
+        done(writer, "s2", Spec(seed=8))  # the reader held no lock that blocks the writer
+    assert sorted(os.listdir(tmp_path)) == ["results.sqlite"]

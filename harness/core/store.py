@@ -9,19 +9,26 @@ Concurrency: WAL journal (readers never block the single writer), a busy timeout
 "database is locked" errors, and `BEGIN IMMEDIATE` for every read-then-write so two processes
 cannot both see a run as unclaimed. Each process uses its own connection: a connection inherited
 through fork() is never touched (not even closed) in the child.
+
+Failures: every SQLite or file-system error a Store method meets becomes one StoreError whose
+message names the file, what is wrong with it and the fix; what was committed before stays.
+`Store(path, readonly=True)` (reports) never writes: no journal switch, no schema, no migration,
+no -wal/-shm files left behind.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from harness.core.provenance import host
 
@@ -29,6 +36,7 @@ SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     session TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT, exitstatus INTEGER,
     argv TEXT NOT NULL, meta TEXT NOT NULL, host TEXT NOT NULL
@@ -68,8 +76,66 @@ _VERDICT_FIELDS = ("session", "study", "tier", "knobs", "hypothesis", "metric", 
                    "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message")
 
 
+def _schema_columns() -> dict[str, list[str]]:
+    """Table -> columns of the current schema, read back from SQLite itself."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {table: [column[1] for column in db.execute(f"PRAGMA table_info({table})")]
+                for table in tables}
+    finally:
+        db.close()
+
+
+_COLUMNS = _schema_columns()
+
+# The error names of SQLite's generic messages, for Pythons before 3.11 (no sqlite_errorname).
+_NAMES_BY_MESSAGE = {
+    "file is not a database": "SQLITE_NOTADB",
+    "database disk image is malformed": "SQLITE_CORRUPT",
+    "attempt to write a readonly database": "SQLITE_READONLY",
+    "database or disk is full": "SQLITE_FULL",
+    "unable to open database file": "SQLITE_CANTOPEN",
+    "disk I/O error": "SQLITE_IOERR",
+    "database is locked": "SQLITE_BUSY",
+    "database table is locked": "SQLITE_LOCKED",
+}
+
+
 class StoreError(RuntimeError):
-    """The store file cannot be used by this version of the harness."""
+    """The store file cannot be used: the message names it, what is wrong and the fix."""
+
+
+def error_name(exc: sqlite3.Error) -> str:
+    """`SQLITE_READONLY`-style name of a SQLite error ("" when unknown), on every Python."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name:
+        return name
+    return next((n for message, n in _NAMES_BY_MESSAGE.items() if message in str(exc)), "")
+
+
+def _existing_folder(path: Path) -> Path:
+    """The nearest folder above `path` that exists (where a new store would be created)."""
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _read_only_filesystem(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(_existing_folder(path)).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(_existing_folder(path)).free == 0
+    except OSError:
+        return False
 
 
 class SpecLike(Protocol):
@@ -184,15 +250,46 @@ def _holder_gone(row: RunRecord, claimer: Owner) -> bool:
     return row.pid == claimer.pid or not _pid_alive(row.pid)
 
 
+T = TypeVar("T")
+
+
+def _store_errors(cls: type[T]) -> type[T]:
+    """Turn every sqlite3 and OS error of the class's public methods into a StoreError that
+    says what is wrong with the file and how to fix it: the one place errors are translated."""
+
+    def guard(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def guarded(self: Store, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(self._problem(exc)) from exc
+
+        return guarded
+
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, guard(member))
+    return cls
+
+
+@_store_errors
 class Store:
     """The SQLite results store at `path`; safe to open from many processes at once.
+
+    `readonly=True` opens it for reading only (reports): the file is never changed, and a file
+    that is not a store (or a newer one) is refused; an older store is read as it is.
+    `option` is how the user picks another store, for error messages.
 
     Pickles as its path, so it can be handed to spawned processes. Like any sqlite3 connection,
     an instance belongs to one thread (open one Store per thread if ever needed).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False,
+                 option: str = "--ablation-store"):
         self.path = Path(path)
+        self.readonly = readonly
+        self.option = option
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._inherited: list[sqlite3.Connection] = []
@@ -202,7 +299,7 @@ class Store:
         return self.path.is_file()
 
     def __reduce__(self) -> tuple:
-        return Store, (self.path,)
+        return Store, (self.path, self.readonly, self.option)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -210,20 +307,73 @@ class Store:
         if self._pid != os.getpid():
             if self._conn is not None:
                 self._inherited.append(self._conn)  # keep it unclosed: closing it is unsafe too
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._pid = os.getpid()
+                self._conn = None
+            conn = self._open_readonly() if self.readonly else self._open()
             try:
-                self._create_schema()
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                self._version(conn)  # refuse a file that is not ours before changing anything
+                if not self.readonly:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute("PRAGMA synchronous = NORMAL")
+                    self._create_schema(conn)
             except BaseException:  # e.g. a newer schema: every later use must refuse it too
-                self._conn.close()
-                self._conn, self._pid = None, -1
+                conn.close()
                 raise
+            self._conn, self._pid = conn, os.getpid()
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read without writing anything: `mode=ro`; and `immutable=1` when there is no -wal
+        file (no session writing, none crashed), since even a read-only connection to a WAL
+        database creates -wal and -shm files and leaves them behind."""
+        if not self.path.exists():
+            raise StoreError(f"no results store at {self.path}: run the studies first or pass "
+                             f"{self.option} PATH")
+        wal = self.path.with_name(self.path.name + "-wal")
+        query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        return sqlite3.connect(f"{self.path.absolute().as_uri()}?{query}", uri=True,
+                               timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _problem(self, exc: BaseException) -> str:
+        """What is wrong with the store and the fix, in one line, from an error it raised."""
+        path, option = self.path, self.option
+        name = error_name(exc) if isinstance(exc, sqlite3.Error) else ""
+        what = f"{name or type(exc).__name__}: {exc}"
+        folder = _existing_folder(path)
+        writable = f"pass {option} to a writable path"
+        if path.is_dir():
+            return f"results store {path} is a directory: pass a file path ({option} PATH)"
+        if name.startswith("SQLITE_NOTADB"):
+            return (f"results store {path} is not a SQLite database ({exc}): move it away or "
+                    f"pass {option} PATH")
+        if name.startswith("SQLITE_CORRUPT"):
+            return (f"results store {path} is damaged ({exc}): move it away (sqlite3's .recover "
+                    f"may save its runs) or pass {option} PATH")
+        if name.startswith("SQLITE_FULL") or _disk_full(path):
+            return (f"the disk holding results store {path} is full: free space; runs finished "
+                    f"so far are kept in the store")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return (f"results store {path} stayed locked by another process for "
+                    f"{BUSY_TIMEOUT_S:.0f} s ({exc}): let it finish, or pass {option} PATH")
+        if self.readonly and path.exists() and not os.access(path, os.R_OK):
+            return (f"results store {path} cannot be read ({what}): make it readable (chmod u+r "
+                    f"{path}) or pass {option} PATH")
+        if not self.readonly and _read_only_filesystem(path):
+            return (f"results store {path} is on a read-only file system ({what}): remount it "
+                    f"writable or {writable}")
+        if not self.readonly and path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            return (f"results store {path} is read-only ({what}): make it writable (chmod u+w "
+                    f"{path}) or {writable}")
+        if not self.readonly and not os.access(folder, os.W_OK | os.X_OK):
+            return (f"the folder {folder} of results store {path} is read-only ({what}; SQLite "
+                    f"creates the store's -wal and -shm files there): make it writable (chmod "
+                    f"u+w {folder}) or {writable}")
+        return f"results store {path} cannot be used ({what}): pass {option} PATH"
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -239,38 +389,79 @@ class Store:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front, so reads in it stay valid."""
-        db = self.db
+    def _write(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front, so reads in it stay valid
+        (on `db` while it is being opened, else on this process's connection)."""
+        db = self.db if db is None else db
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite already rolled back after e.g. a full disk
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 
-    def _create_schema(self) -> None:
-        with self._write() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-            if row[0] is not None and row[0] > SCHEMA_VERSION:
-                raise StoreError(
-                    f"results store {self.path} has schema version {row[0]}, but this "
-                    f"pytest-ablation only knows version {SCHEMA_VERSION}: upgrade "
-                    f"pytest-ablation or use another store file")
+    def _version(self, db: sqlite3.Connection) -> int | None:
+        """The store's schema version, None for a database without tables (a new store).
+
+        Refuses a database of something else (a new store must not be mixed into it) and a
+        store of a newer pytest-ablation.
+        """
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        if not tables:
+            if self.readonly:
+                raise StoreError(f"results store {self.path} is empty (a SQLite file without "
+                                 f"tables): run the studies first or pass {self.option} PATH")
+            return None
+        lacks = sorted(set(_COLUMNS) - tables)
+        version = None if lacks else db.execute(
+            "SELECT max(version) FROM schema_version").fetchone()[0]
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"results store {self.path} has schema version {version}, but this "
+                f"pytest-ablation only knows version {SCHEMA_VERSION}: upgrade pytest-ablation "
+                f"or use another store file")
+        if not lacks and version is None:
+            lacks = ["a schema version"]
+        elif not lacks:  # every column its version had
+            added = {name for later in range(version + 1, SCHEMA_VERSION + 1)
+                     for name in _ADDED_COLUMNS.get(later, {})}
+            lacks = [f"{table}.{column}" for table, columns in _COLUMNS.items()
+                     for column in columns
+                     if column not in added and column not in self._columns(db, table)]
+        if lacks:
+            listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+            partly = f"; it lacks {', '.join(lacks)}" if tables & set(_COLUMNS) else ""
+            raise StoreError(
+                f"{self.path} is a SQLite database but not a pytest-ablation results store "
+                f"(its tables: {listed}{partly}): leave it alone and pass {self.option} PATH "
+                f"for the results")
+        return version
+
+    @staticmethod
+    def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+        return {column[1] for column in db.execute(f"PRAGMA table_info({table})")}
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        """A new store gets the schema; an older one the columns it lacks (and a new version)."""
+        with self._write(db):
+            version = self._version(db)
+            if version == SCHEMA_VERSION:
+                return
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if row[0] is None:
+            if version is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] < SCHEMA_VERSION:  # an older store: add the columns it lacks
-                have = {column[1] for column in db.execute("PRAGMA table_info(runs)")}
-                for version in range(row[0] + 1, SCHEMA_VERSION + 1):
-                    for name, definition in _ADDED_COLUMNS.get(version, {}).items():
-                        if name not in have:
-                            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
-                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                return
+            have = self._columns(db, "runs")
+            for later in range(version + 1, SCHEMA_VERSION + 1):
+                for name, definition in _ADDED_COLUMNS.get(later, {}).items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # sessions
 

@@ -1,0 +1,104 @@
+"""Results stores on real files, whole and broken, for the store, report and plugin tests."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.core.store import Owner, Store
+from tests.specs import Spec
+
+OWNER = Owner("host", 1, "main")
+SESSION = "20260101-000000-aaaaaa"
+
+
+def populated(path: Path, seeds: int = 3) -> Path:
+    """A store holding one finished session: variants a and b, `seeds` seeds, a verdict."""
+    with Store(path) as store:
+        store.begin_session(SESSION, argv=["-k", "x"], meta={})
+        store.save_study(SESSION, "heads", {"tables": None, "minimize": []})
+        for variant, gain in (("a", 0.0), ("b", 0.1)):
+            for seed in range(seeds):
+                _, row = store.claim(SESSION, Spec(variant=variant, seed=seed), fingerprint="fp",
+                                     owner=OWNER, config={})
+                store.finish(row.id, metrics={"acc": 0.5 + gain + seed / 100}, failures=[],
+                             duration=1.0, device="cpu", versions={}, git_commit=None)
+        store.save_verdicts(SESSION, [{
+            "study": "heads", "tier": "synthetic", "knobs": {"noise_sigma": 0.5},
+            "hypothesis": "b>a[acc]", "metric": "acc", "status": "supported", "diff": 0.1,
+            "ci_lo": 0.09, "ci_hi": 0.11, "p": 0.001, "p_adj": 0.001, "test": "t", "n": seeds,
+            "message": ""}])
+        store.end_session(SESSION, exitstatus=0)
+    return path
+
+
+def _sql(path: Path, *statements: str) -> Path:
+    db = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            db.execute(statement)
+        db.commit()
+    finally:
+        db.close()
+    return path
+
+
+def version_1(path: Path) -> Path:
+    """A store as pytest-ablation 0.1 wrote it: schema version 1, no runs.inputs or runs.note."""
+    return _sql(populated(path), "ALTER TABLE runs DROP COLUMN inputs",
+                "ALTER TABLE runs DROP COLUMN note", "UPDATE schema_version SET version = 1")
+
+
+def newer(path: Path) -> Path:
+    """A store of a pytest-ablation newer than this one."""
+    return _sql(populated(path), "UPDATE schema_version SET version = 99")
+
+
+def foreign(path: Path) -> Path:
+    """Some other program's SQLite database (rollback journal, as SQLite's default)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _sql(path, "CREATE TABLE users (name TEXT)", "INSERT INTO users VALUES ('ada')")
+
+
+def garbage(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a database\n" * 400)
+    return path
+
+
+def truncated(path: Path) -> Path:
+    """A whole store cut to its first pages, as a crash while copying it leaves it."""
+    data = populated(path).read_bytes()
+    path.write_bytes(data[:len(data) // 3])
+    return path
+
+
+BROKEN: dict[str, tuple[Callable[[Path], Path], str]] = {
+    # how to make it -> what the error says is wrong (the fix follows)
+    "garbage": (garbage, "is not a SQLite database (file is not a database): move it away"),
+    "truncated": (truncated, "is damaged (database disk image is malformed): move it away"),
+    "foreign": (foreign, "is a SQLite database but not a pytest-ablation results store "
+                         "(its tables: users): leave it alone and pass"),
+    "newer": (newer, "has schema version 99, but this pytest-ablation only knows version"),
+}
+
+
+def snapshot(path: Path) -> tuple[bytes, int, list[str]]:
+    """What must not change when a store is only read: its bytes, its mtime, its folder."""
+    return path.read_bytes(), path.stat().st_mtime_ns, sorted(os.listdir(path.parent))
+
+
+def modes_apply(folder: Path) -> bool:
+    """Whether file modes bind this process (not for root with CAP_DAC_OVERRIDE)."""
+    probe = folder / ".mode-probe"
+    probe.write_text("")
+    probe.chmod(0o444)
+    try:
+        with open(probe, "a"):
+            return False
+    except PermissionError:
+        return True
+    finally:
+        probe.unlink()
