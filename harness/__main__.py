@@ -7,5 +7,6 @@ from harness.core.report import main
 if __name__ == "__main__":
     if sys.argv[1:2] != ["report"]:
         sys.exit("usage: python -m harness report [--store PATH] [--session ID] "
-                 "[--format text|md|csv|json] [-o FILE] [--list]")
+                 "[--format text|md|csv|json] [--table summary|runs|verdicts] [-o FILE] [--list]"
+                 "\n(python -m harness report --help says more)")
     sys.exit(main(sys.argv[2:]))

@@ -102,3 +102,24 @@ def modes_apply(folder: Path) -> bool:
         return True
     finally:
         probe.unlink()
+
+
+# A toy study for real pytest sessions (pytester): 2 variants x `seeds` seeds, no hypothesis.
+TOY = """
+import random
+
+from harness import ablation
+
+study = ablation(variants={"base": {"gain": 0.0}, "better": {"gain": 0.2}}, seeds=SEEDS,
+                 tiers={"synthetic": {"noise": [0.1]}})
+
+
+@study
+def test_toy(run):
+    rng = random.Random(f"{run.seed}-{run.variant}")
+    return {"acc": 0.5 + run.config["gain"] + rng.gauss(0, run.config["noise"])}
+"""
+
+
+def toy(seeds: int = 2) -> str:
+    return TOY.replace("SEEDS", str(seeds))

@@ -1,19 +1,26 @@
-"""`python -m harness report`: the session's tables again, from the results store.
+"""`python -m harness report`: the session's tables again, read from the results store.
 
     python -m harness report                       # latest session, as terminal text
     python -m harness report --format md -o results.md
-    python -m harness report --session 20261121-111500-3f9a1c --format csv
+    python -m harness report --session 20261121-111500-3f9a1c --format csv --table runs
+
+The store is opened read-only and never changed (not even a foreign or an older one). Without
+--store it is the one a pytest session started here would write (harness.core.inifile). Every
+error is one line and exit status 2, like argparse's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.core.store import Store
+from harness.core import inifile
+from harness.core.store import Store, StoreError
 from harness.core.tables import (
+    CSV_TABLES,
     render_csv,
     render_json,
     render_markdown,
@@ -21,40 +28,83 @@ from harness.core.tables import (
     session_sections,
 )
 
-RENDERERS = {"text": render_text, "md": render_markdown, "csv": render_csv, "json": render_json}
+FORMATS = ("text", "md", "csv", "json")
+
+
+class ReportError(Exception):
+    """Nothing to report: the reason, in one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness report",
+                                     description="Print or export the tables of a stored session "
+                                                 "(the store is only read, never changed).")
+    parser.add_argument("--store", metavar="PATH",
+                        help="results store (default: the one pytest would use from here: the "
+                             "ablation_store ini value of the pytest configuration found from "
+                             "the current folder up, else .ablation/results.sqlite under the "
+                             "rootdir)")
+    parser.add_argument("--session", default="latest",
+                        help="session id, or 'latest' (default); see --list")
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument("--table", choices=list(CSV_TABLES),
+                        help="the CSV table: summary (default; mean, std and n per variant and "
+                             "metric), runs (one row per run and metric: tier, knobs, seed, "
+                             "value, status, source, fingerprint, note...), verdicts (one row "
+                             "per hypothesis and setting with its statistics). JSON always "
+                             "holds all three")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="write to this file instead of stdout")
+    parser.add_argument("--list", action="store_true", help="list the stored sessions")
+    return parser
+
+
+def _report(args: argparse.Namespace) -> str:
+    path = Path(args.store) if args.store else inifile.store_path()
+    with Store(path, readonly=True, option="--store") as store:
+        sessions = store.sessions()
+        if not sessions:
+            raise ReportError(f"the store {path} holds no session yet")
+        if args.list:
+            return "\n".join(f"{s['session']}  {s['started_at']}  exit={s['exitstatus']}  "
+                             f"{' '.join(s['argv'])}" for s in sessions)
+        session = store.latest_session() if args.session == "latest" else args.session
+        if session is None:
+            raise ReportError(f"no session in the store {path} has runs yet; see --list")
+        sections = session_sections(store, session, store.study_options(session))
+    if not sections:
+        raise ReportError(f"session {session!r} has no runs in {path}; see --list")
+    if args.format == "csv":
+        return render_csv(sections, args.table or "summary")
+    return {"text": render_text, "md": render_markdown, "json": render_json}[args.format](
+        sections)
+
+
+def _print(text: str) -> None:
+    """Print, and stop quietly when the reader is gone (`report | head -3`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that fails no more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness report",
-                                     description="Print or export the tables of a stored session.")
-    parser.add_argument("--store", default=".ablation/results.sqlite",
-                        help="results store (default: %(default)s)")
-    parser.add_argument("--session", default="latest",
-                        help="session id, or 'latest' (default); see --list")
-    parser.add_argument("--format", choices=sorted(RENDERERS), default="text")
-    parser.add_argument("-o", "--output", help="write to this file instead of stdout")
-    parser.add_argument("--list", action="store_true", help="list the stored sessions")
+    parser = _parser()
     args = parser.parse_args(argv)
-
-    path = Path(args.store)
-    if not path.is_file():
-        parser.error(f"no results store at {path}; run the studies first or pass --store PATH")
-    store = Store(path)
-    if args.list:
-        for s in store.sessions():
-            print(f"{s['session']}  {s.get('started_at', '')}  exit={s.get('exitstatus')}  "
-                  f"{' '.join(s.get('argv', []))}")
+    if args.table and args.format != "csv":
+        parser.error(f"--table {args.table} picks a CSV table: add --format csv (JSON holds "
+                     f"every table)")
+    try:
+        text = _report(args)
+    except (StoreError, ReportError, inifile.ConfigError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    if not args.output:
+        _print(text)
         return 0
-    session = store.latest_session() if args.session == "latest" else args.session
-    if session is None:
-        parser.error(f"the store {path} holds no session yet")
-    sections = session_sections(store, session, store.study_options(session))
-    if not sections:
-        parser.error(f"session {session!r} has no runs in {path}; see --list")
-    text = RENDERERS[args.format](sections)
-    if args.output:
+    try:
         Path(args.output).write_text(text, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        print(text)
+    except OSError as exc:
+        parser.exit(2, f"{parser.prog}: error: cannot write {args.output}: {exc.strerror}\n")
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
