@@ -4,7 +4,7 @@ import math
 import re
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -388,6 +388,17 @@ def test_two_sd_equivalence_with_five_seeds():
 def test_core_does_not_import_pytest():
     code = "import sys, harness.core.stats; assert 'pytest' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.parametrize("test", ["t", "permutation"])
+def test_verdict_holds_plain_python_numbers(test):
+    # xdist workers send verdict rows to the controller, and execnet refuses numpy scalars
+    for a, b, op, margin in [(*paired(6, 1.0), ">", 0.0), ([1.0, 1.0, 0.99], [1.0] * 3, ">=", 0.1),
+                             ([0.5] * 3, [0.5] * 3, "==", 0.0), ([0.5] * 3, [0.4] * 3, ">", 0.0)]:
+        v = decide(a, b, op, margin=margin, test=test)
+        values = [getattr(v, f.name) for f in fields(v)]
+        values += [*v.ci]
+        assert all(type(x) in (str, int, float, tuple, type(None)) for x in values), v
 
 
 def test_verdict_is_frozen():

@@ -360,7 +360,7 @@ def _p_value(x: np.ndarray, side: str, test: str, extra: float, tol: float) -> f
     null, observed = flips @ x, x.sum()
     tol = 100 * np.finfo(float).eps * abs(observed)  # ties count as extreme, as in scipy
     extreme = null >= observed - tol if side == ">" else null <= observed + tol
-    return np.count_nonzero(extreme) / len(flips)
+    return float(np.count_nonzero(extreme) / len(flips))  # plain floats: xdist sends them
 
 
 def _ci(d: np.ndarray, alpha: float, test: str, extra: float) -> tuple[float, float]:
