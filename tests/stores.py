@@ -104,14 +104,15 @@ def modes_apply(folder: Path) -> bool:
         probe.unlink()
 
 
-# A toy study for real pytest sessions (pytester): 2 variants x `seeds` seeds, no hypothesis.
+# A toy study for real pytest sessions (pytester): 2 variants x `seeds` seeds, no hypothesis;
+# `base` is its config shared by every run (Python source).
 TOY = """
 import random
 
 from harness import ablation
 
 study = ablation(variants={"base": {"gain": 0.0}, "better": {"gain": 0.2}}, seeds=SEEDS,
-                 tiers={"synthetic": {"noise": [0.1]}})
+                 base=BASE, tiers={"synthetic": {"noise": [0.1]}})
 
 
 @study
@@ -121,5 +122,5 @@ def test_toy(run):
 """
 
 
-def toy(seeds: int = 2) -> str:
-    return TOY.replace("SEEDS", str(seeds))
+def toy(seeds: int = 2, base: str = "{}") -> str:
+    return TOY.replace("SEEDS", str(seeds)).replace("BASE", base)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import sqlite3
 import subprocess
 import sys
@@ -291,10 +292,11 @@ def modes(tmp_path):
 def test_a_read_only_file_is_one_clear_error_and_the_report_still_reads_it(tmp_path, modes):
     path = populated(tmp_path / "results.sqlite")
     path.chmod(0o444)
-    with pytest.raises(StoreError, match=rf"^results store {path} is read-only \(SQLITE_READONLY"
-                                         rf".*\): make it writable \(chmod u\+w {path}\) or pass "
+    with pytest.raises(StoreError, match=rf"^results store {path} is read-only \(.*\): make it "
+                                         rf"writable \(chmod u\+w {path}\) or pass "
                                          "--ablation-store to a writable path$"):
         Store(path).begin_session("s2", argv=[], meta={})
+    assert sorted(os.listdir(tmp_path)) == ["results.sqlite"]  # no -wal, no -shm
     assert len(Store(path, readonly=True).runs()) == 6
 
 
@@ -309,6 +311,23 @@ def test_a_read_only_folder_is_one_clear_error(tmp_path, modes, where):
                                          rf"read-only \(.*\): make it writable \(chmod u\+w "
                                          rf"{folder}\) or pass --ablation-store to a writable"):
         Store(path).begin_session("s2", argv=[], meta={})
+
+
+def test_check_refuses_up_front_and_creates_nothing(tmp_path):
+    Store(tmp_path / "new" / "results.sqlite").check()
+    assert list(tmp_path.iterdir()) == []
+    populated(tmp_path / "whole.sqlite")
+    Store(tmp_path / "whole.sqlite").check()
+    for kind, (make, problem) in BROKEN.items():
+        with pytest.raises(StoreError, match=re.escape(problem)):
+            Store(make(tmp_path / kind / "results.sqlite")).check()
+
+
+def test_check_refuses_a_read_only_folder_for_a_new_store(tmp_path, modes):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(StoreError, match=r"the folder .*/ro of results store .*/ro/new/x\.sqlite "
+                                         r"is read-only \(Permission denied"):
+        Store(tmp_path / "ro" / "new" / "x.sqlite").check()
 
 
 # -- read-only mode: reports never write -------------------------------------------------------

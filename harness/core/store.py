@@ -18,6 +18,7 @@ no -wal/-shm files left behind.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -298,6 +299,17 @@ class Store:
         """Whether the file is there: a Store creates it, and its schema, on first use only."""
         return self.path.is_file()
 
+    def check(self) -> None:
+        """Raise the StoreError that using the store would raise, up front (before a session
+        collects anything). A store that is not there yet is not created: only its folder is
+        checked for being writable."""
+        if self.path.exists():
+            self.db  # noqa: B018 (opening it checks it)
+            return
+        folder = _existing_folder(self.path)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+
     def __reduce__(self) -> tuple:
         return Store, (self.path, self.readonly, self.option)
 
@@ -324,6 +336,10 @@ class Store:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.is_file() and not os.access(self.path, os.W_OK):
+            # refused up front: SQLite would open it, leave -wal and -shm files beside it, and
+            # fail only at the first write
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
@@ -343,7 +359,8 @@ class Store:
         """What is wrong with the store and the fix, in one line, from an error it raised."""
         path, option = self.path, self.option
         name = error_name(exc) if isinstance(exc, sqlite3.Error) else ""
-        what = f"{name or type(exc).__name__}: {exc}"
+        what = (f"{name or type(exc).__name__}: {exc}" if isinstance(exc, sqlite3.Error)
+                else getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
         folder = _existing_folder(path)
         writable = f"pass {option} to a writable path"
         if path.is_dir():
