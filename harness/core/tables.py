@@ -219,7 +219,8 @@ def _notes(runs: Sequence[Any], variants: Sequence[str]) -> list[str]:
                      f"({_runs_label(which)}): {reason}{where}")
     for variant in variants:
         done = [r for r in runs if r.variant == variant and r.status == "done"]
-        if len(done) > 1 and len({json.dumps(r.metrics, sort_keys=True) for r in done}) == 1:
+        if len(done) > 1 and done[0].metrics and len(
+                {json.dumps(r.metrics, sort_keys=True) for r in done}) == 1:
             notes.append(f"variant {variant} gives identical metrics on every seed: are the "
                          f"seeds used (run.seed must seed init and data)?")
     return notes
