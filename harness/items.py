@@ -7,6 +7,7 @@ calling the study's test body with its fixtures, so `-k` can select a hypothesis
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -111,19 +112,23 @@ class Run:
             if isinstance(exc, StoreError):  # the session stops after this item
                 self._session.store_errors.append(failure)
         except BaseException:
-            if self._log is not None:
-                self._log.finish({}, status="failed")
+            self._finish_log({}, status="failed")
             raise
         finally:
             if self._computing:
                 self._session.progress.finish()
         if failure is not None:  # failed here, outside the handler: one message, no chain
-            if self._log is not None:
-                self._log.finish({}, status="failed")
+            self._finish_log({}, status="failed")
             pytest.fail(failure, pytrace=False)
-        if self._log is not None:
-            self._log.finish(record.metrics)
+        self._finish_log(record.metrics)
         return record
+
+    def _finish_log(self, metrics: Mapping[str, float], status: str = "done") -> None:
+        """Close the run's log; a log that cannot be written (a full disk) never hides why
+        the run failed."""
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.finish(metrics, status=status)
 
     def _start(self) -> None:
         self._computing = True

@@ -146,6 +146,11 @@ def pytest_configure(config: pytest.Config) -> None:
         session.opening = config.workerinput["ablation_opening"]  # type: ignore[attr-defined]
     else:
         session.begin(list(config.invocation_params.args))
+        if store_path.exists():  # a broken store stops the session now, with or without xdist
+            try:  # (a store that does not exist yet is created by the first study, or fails then)
+                session.store.check()
+            except StoreError as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracker:
@@ -229,8 +234,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         metafunc.config.stash[SESSION_KEY].register(
             study, location=f"{path}::{metafunc.function.__name__}", code=code)
-    except StoreError as exc:  # nothing can be stored: stop before any run
-        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+    except StoreError as exc:  # nothing can be stored: the session ends after collection
+        metafunc.config.stash[SESSION_KEY].store_errors.append(str(exc))
     offset = metafunc.config.getoption("seed_offset")
     params = [pytest.param(spec, id=spec.id, marks=[pytest.mark.ablation])
               for spec in study.runs(seed_offset=offset)]
@@ -281,7 +286,12 @@ def _tier(item: pytest.Item) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Hypotheses run after the runs they read; the real tier only runs under --real."""
+    """Hypotheses run after the runs they read; the real tier only runs under --real. A store
+    that failed during collection ends the session here (an xdist worker's items fail)."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None and state.store_errors and not _is_worker(config):
+        pytest.exit("no run can be stored: see 'ablation results store error' above",
+                    returncode=pytest.ExitCode.USAGE_ERROR)
     items.sort(key=lambda item: isinstance(item, HypothesisItem))
     if config.getoption("real"):
         return

@@ -137,12 +137,20 @@ def test_claim_semantics(store):
     assert (status, finished.metrics) == ("done", {"acc": 1.0})
 
 
-def test_claim_takes_over_a_dead_owner_only_on_the_same_host(store):
+def test_claim_fails_the_run_of_a_dead_owner_only_on_the_same_host(store):
     dead = Owner(host(), dead_pid(), "gw3")
     assert store.claim("s1", Spec(), fingerprint="fp1", owner=dead, config={})[0] == "claimed"
     status, row = store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})
-    assert (status, row.pid, row.worker) == ("claimed", ME.pid, "gw0")
-    assert len(store.runs()) == 1
+    assert (status, row.status, row.pid) == ("failed", "failed", dead.pid)
+    assert f"died before it finished (pid {dead.pid}, gw3 on {host()})" in row.error
+    assert store.claim("s1", Spec(), fingerprint="fp1", owner=ME, config={})[0] == "failed"
+    assert store.claim("s2", Spec(), fingerprint="fp1", owner=ME, config={})[0] == "claimed"
+    assert len(store.runs()) == 2
+
+    mine = Owner(host(), ME.pid, "gw9")  # a leftover of this process: computed again
+    store.claim("s3", Spec(), fingerprint="fp1", owner=mine, config={})
+    status, row = store.claim("s3", Spec(), fingerprint="fp1", owner=ME, config={})
+    assert (status, row.worker) == ("claimed", "gw0")
 
     elsewhere = Owner("other-host", dead.pid, "gw3")  # cannot be checked: presumed alive
     store.claim("s1", Spec(seed=1), fingerprint="fp1", owner=elsewhere, config={})

@@ -29,12 +29,6 @@ from tests.stores import BROKEN, modes_apply, populated, snapshot, toy
 
 STORE = Path(".ablation/results.sqlite")
 SETPRIV = shutil.which("setpriv")
-PLUGIN_EXITS_IN_COLLECTION = pytest.mark.xfail(
-    strict=True,
-    reason="harness/plugin.py calls pytest.exit() inside pytest_generate_tests, where pytest "
-           "catches it as an error of collecting the module (traceback, exit 2); see the report")
-
-
 def session(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """A pytest session in a subprocess, in which file modes bind (see the module's doc)."""
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
@@ -100,7 +94,6 @@ def writable_again(pytester: pytest.Pytester) -> Iterator[None]:
             folder.chmod(0o755)
 
 
-@PLUGIN_EXITS_IN_COLLECTION
 @pytest.mark.usefixtures("writable_again")
 @pytest.mark.parametrize(("kind", "workers"),
                          [(kind, "0") for kind in UNUSABLE] + [("garbage", "2")])
@@ -189,3 +182,28 @@ def test_a_full_disk_stops_the_session_and_keeps_the_finished_runs(
     with Store(path, readonly=True) as store:
         kept = sorted(f"{r.variant}-seed{r.seed}" for r in store.runs() if r.status == "done")
     assert kept == passed
+
+
+@pytest.mark.usefixtures("writable_again")
+def test_a_store_that_cannot_be_created_ends_the_session_after_collection(
+        pytester: pytest.Pytester):
+    pytester.makepyfile(test_toy=toy())
+    folder = pytester.path / ".ablation"
+    folder.mkdir()
+    folder.chmod(0o555)  # no store yet, and none can be made
+    result = session(pytester)
+    assert_clean(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [message] = [line for line in output(result).splitlines() if "is read-only" in line]
+    assert str(folder) in message and "--ablation-store" in message
+    assert not list(folder.iterdir())
+
+
+@pytest.mark.usefixtures("writable_again")
+def test_plain_tests_run_whatever_the_store_folder(pytester: pytest.Pytester):
+    """The plugin loads in every session; without a study it never needs the store."""
+    pytester.makepyfile(test_plain="def test_x():\n    assert True\n")
+    folder = pytester.path / ".ablation"
+    folder.mkdir()
+    folder.chmod(0o555)
+    session(pytester).assert_outcomes(passed=1)

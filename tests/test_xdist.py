@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -146,3 +147,26 @@ def test_the_session_row_is_the_controllers_whoever_writes_it(
         "SELECT argv, started_at, finished_at, exitstatus FROM sessions").fetchall()
     first_run = db.execute("SELECT min(started_at) FROM runs").fetchone()[0]
     assert '"-n", "2"' in argv and started < first_run < finished and exitstatus == 0
+
+
+def test_a_run_whose_worker_was_killed_fails_once_and_is_not_trained_again(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The hypotheses that need the killed run report it: training it again on another worker
+    would likely kill that one too (a crash, out of memory, a thread-method timeout)."""
+    pytester.makepyfile(test_k=STUDY + HYPOTHESES)
+    log, victim = tmp_path / "trainings.txt", tmp_path / "victim.pid"
+    env = {**os.environ, "TRAININGS": str(log), "VICTIM": str(victim)}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
+                             "-p", "no:randomly"], cwd=pytester.path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not victim.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(int(victim.read_text()), signal.SIGKILL)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert trainings(log)["synthetic-noise=0.1-b-seed1"] == 1, output
+    assert "died before it finished" in output, output
+    failed = re.findall(r"^FAILED (\S+)", output, re.M)  # the crashed item, b > a at 0.1
+    assert failed == ["test_k.py::test_k[synthetic-noise=0.1-b-seed1]",
+                      "test_k.py::test_k[synthetic-noise=0.1]::b>a[acc]"], output

@@ -2,8 +2,9 @@
 
 One row per (session, run key). A row is claimed ("running") before its run is computed, so the
 pytest-xdist workers of a session compute each run once; finished rows ("done", "failed") are
-never changed again, so a crash can only leave a "running" row behind, which the next claimer
-takes over once its owner's process is gone.
+never changed again, so a crash can only leave a "running" row behind; the next claimer in the
+session finds its owner's process gone and fails it (a run that killed its process is not tried
+again in that session; the next session computes it).
 
 Concurrency: WAL journal (readers never block the single writer), a busy timeout instead of
 "database is locked" errors, and `BEGIN IMMEDIATE` for every read-then-write so two processes
@@ -240,15 +241,18 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _holder_gone(row: RunRecord, claimer: Owner) -> bool:
-    """Whether a "running" row may be taken over by `claimer`.
+def _holder_died(row: RunRecord, claimer: Owner) -> bool:
+    """Whether the process of a "running" row died (another pid of this host, not alive).
+    Owners on other hosts cannot be checked and are presumed alive."""
+    return row.host == claimer.host and row.pid != claimer.pid and not _pid_alive(row.pid)
 
-    Only same-host owners can be checked; a row of the claimer's own pid is a leftover (a
-    single-threaded process never waits on itself). Owners on other hosts are presumed alive.
-    """
-    if row.host != claimer.host:
-        return False
-    return row.pid == claimer.pid or not _pid_alive(row.pid)
+
+def _died_error(row: RunRecord) -> str:
+    return (f"the process computing this run died before it finished (pid {row.pid}, "
+            f"{row.worker} on {row.host}): killed, crashed, out of memory, or stopped by a "
+            f"--timeout with the thread method. It is not trained again in this session, "
+            f"where it would likely die again; the next session computes it (with --reuse, "
+            f"only what is missing).")
 
 
 T = TypeVar("T")
@@ -525,10 +529,12 @@ class Store:
               config: dict, note: str | None = None) -> tuple[str, RunRecord | None]:
         """Atomically claim the run of `spec` in `session` for `owner`.
 
-        Returns ("claimed", row) when `owner` must compute it now (a new row, or one taken over
-        from a dead owner), ("done" | "failed", row) when it is finished, ("running", row)
-        when a live owner holds it, or ("conflict", row) when the session's row was made with
-        another fingerprint (other code or config): it is never taken for this one.
+        Returns ("claimed", row) when `owner` must compute it now (a new row, or a leftover of
+        this very process), ("done" | "failed", row) when it is finished or the process that
+        computed it died (the row is then failed: a run that killed its process is not tried
+        again in the session), ("running", row) when a live owner holds it, or ("conflict",
+        row) when the session's row was made with another fingerprint (other code or config):
+        it is never taken for this one.
         """
         with self._write() as db:
             row = self._get(db, session, spec.key)
@@ -544,12 +550,16 @@ class Store:
                     (session, spec.key, spec.study, spec.tier, dumps(dict(spec.knobs)),
                      spec.variant, spec.seed, fingerprint, dumps(config), owner.host, owner.pid,
                      owner.worker, utc_now(), note))
-            elif row.status == "running" and _holder_gone(row, owner):
-                db.execute(
-                    "UPDATE runs SET fingerprint = ?, config = ?, host = ?, pid = ?, worker = ?,"
-                    " started_at = ? WHERE id = ?",
-                    (fingerprint, dumps(config), owner.host, owner.pid, owner.worker, utc_now(),
-                     row.id))
+            elif row.status == "running" and (row.host, row.pid) == (owner.host, owner.pid):
+                # a leftover of this very process (a single-threaded process never waits on
+                # itself): compute it now
+                db.execute("UPDATE runs SET fingerprint = ?, config = ?, worker = ?,"
+                           " started_at = ? WHERE id = ?",
+                           (fingerprint, dumps(config), owner.worker, utc_now(), row.id))
+            elif row.status == "running" and _holder_died(row, owner):
+                db.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ?"
+                           " WHERE id = ?", (_died_error(row), utc_now(), row.id))
+                return "failed", self._get(db, session, spec.key)
             else:
                 return row.status, row
             return "claimed", self._get(db, session, spec.key)
