@@ -70,12 +70,11 @@ def test_a_hypothesis_landing_first_waits_for_runs_in_flight(
     assert len(counts) == 18 and set(counts.values()) == {1}, counts
 
 
-def test_worker_killed_mid_run_loses_nothing_and_reuse_trains_only_the_missing_run(
-        pytester: pytest.Pytester, tmp_path: Path) -> None:
-    pytester.makepyfile(test_k=STUDY)  # no hypotheses: nothing else recomputes the lost run
-    log, victim = tmp_path / "trainings.txt", tmp_path / "victim.pid"
-    env = {**os.environ, "TRAININGS": str(log), "VICTIM": str(victim)}
-    store = pytester.path / ".ablation" / "results.sqlite"
+def session_with_a_killed_worker(pytester: pytest.Pytester,
+                                 env: dict[str, str]) -> tuple[int, str]:
+    """`pytest -n 2` in which the worker training `synthetic-noise=0.1-b-seed1` is killed with
+    -9 mid-run (the study writes its pid to $VICTIM); pytest's exit status and output."""
+    victim = Path(env["VICTIM"])
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
                              "-p", "no:randomly"], cwd=pytester.path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -84,8 +83,18 @@ def test_worker_killed_mid_run_loses_nothing_and_reuse_trains_only_the_missing_r
         time.sleep(0.05)
     os.kill(int(victim.read_text()), signal.SIGKILL)
     output, _ = proc.communicate(timeout=120)
+    return proc.returncode, output
+
+
+def test_worker_killed_mid_run_loses_nothing_and_reuse_trains_only_the_missing_run(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_k=STUDY)  # no hypotheses: nothing else recomputes the lost run
+    log, victim = tmp_path / "trainings.txt", tmp_path / "victim.pid"
+    env = {**os.environ, "TRAININGS": str(log), "VICTIM": str(victim)}
+    store = pytester.path / ".ablation" / "results.sqlite"
+    returncode, output = session_with_a_killed_worker(pytester, env)
     assert "crashed" in output, output
-    assert proc.returncode == 1, output  # the killed item fails; the session goes on
+    assert returncode == 1, output  # the killed item fails; the session goes on
 
     db = sqlite3.connect(store)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -156,15 +165,8 @@ def test_a_run_whose_worker_was_killed_fails_once_and_is_not_trained_again(
     pytester.makepyfile(test_k=STUDY + HYPOTHESES)
     log, victim = tmp_path / "trainings.txt", tmp_path / "victim.pid"
     env = {**os.environ, "TRAININGS": str(log), "VICTIM": str(victim)}
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
-                             "-p", "no:randomly"], cwd=pytester.path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while not victim.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(int(victim.read_text()), signal.SIGKILL)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 1, output
+    returncode, output = session_with_a_killed_worker(pytester, env)
+    assert returncode == 1, output
     assert trainings(log)["synthetic-noise=0.1-b-seed1"] == 1, output
     assert "died before it finished" in output, output
     failed = re.findall(r"^FAILED (\S+)", output, re.M)  # the crashed item, b > a at 0.1
