@@ -15,7 +15,7 @@ import json
 import math
 import re
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,25 +229,21 @@ def _notes(runs: Sequence[Any], variants: Sequence[str]) -> list[str]:
 def session_sections(store: Any, session: str,
                      study_options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Section]:
     """Every study and setting of a stored session, in the order they were run."""
-    runs = store.runs(session=session)
-    verdicts = store.verdicts(session)
-    keys = list(dict.fromkeys((r.study, setting_id(r.tier, tuple(r.knobs.items())))
-                              for r in runs))
-    keys += [k for k in dict.fromkeys((v["study"], setting_id(v["tier"],
-                                                               tuple(v["knobs"].items())))
-                                      for v in verdicts) if k not in keys]
+    runs: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    verdicts: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in store.runs(session=session):
+        runs[r.study, setting_id(r.tier, tuple(r.knobs.items()))].append(r)
+    all_verdicts = store.verdicts(session)
+    for v in all_verdicts:
+        verdicts[v["study"], setting_id(v["tier"], tuple(v["knobs"].items()))].append(v)
     sections = []
-    for study, setting in keys:
+    for study, setting in dict.fromkeys([*runs, *verdicts]):  # runs' order, then verdicts'
         options = (study_options or {}).get(study, {})
         sections.append(build_section(
-            study, setting,
-            [r for r in runs if (r.study, setting_id(r.tier, tuple(r.knobs.items())))
-             == (study, setting)],
-            [v for v in verdicts if (v["study"], setting_id(v["tier"], tuple(v["knobs"].items())))
-             == (study, setting)],
+            study, setting, runs.get((study, setting), []), verdicts.get((study, setting), []),
             groups=options.get("tables"), minimize=tuple(options.get("minimize", ()))))
-    for study in dict.fromkeys(v["study"] for v in verdicts):
-        comparison = tier_comparison(study, [v for v in verdicts if v["study"] == study])
+    for study in dict.fromkeys(v["study"] for v in all_verdicts):
+        comparison = tier_comparison(study, [v for v in all_verdicts if v["study"] == study])
         if comparison is not None:
             sections.append(comparison)
     return sections
