@@ -338,8 +338,9 @@ class Study:
 
         `seed_offset` shifts every seed, to rerun a whole study on fresh seeds.
         """
-        return [self.spec(t, k, v, s + seed_offset)
-                for t, k in self.settings(tier) if knobs is None or k == knobs
+        settings = ([(tier, knobs)] if tier is not None and knobs is not None  # one: no scan
+                    else [(t, k) for t, k in self.settings(tier) if knobs is None or k == knobs])
+        return [self.spec(t, k, v, s + seed_offset) for t, k in settings
                 for v in self.variants if variants is None or v in variants
                 for s in self.seeds]
 
