@@ -39,10 +39,11 @@ def publish(name: str, body: str) -> None:
     print(write_section(name, f"{stamp(f'python benchmarks/gate.py {name}')}.\n\n{body}"))
 
 
-def pytest_gate(store: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[float, int]:
+def pytest_gate(store: Path, *extra: str, env: dict[str, str] | None = None,
+                cwd: Path = ROOT) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", *GATE, "--ablation-store", str(store),
-                           *extra], cwd=ROOT, capture_output=True, text=True,
+                           *extra], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     print(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-2000:])
@@ -273,40 +274,52 @@ THREADS = {  # name -> (extra pytest arguments, extra environment), all without 
 
 
 def contention(args: argparse.Namespace) -> None:
-    """The `-n 0` gate idle and beside one CPU-bound process, per thread setting."""
+    """The `-n 0` gate idle and beside one CPU-bound process, per thread setting, and the gate
+    of an earlier commit at its own default (`--baseline`), all interleaved."""
     cores = len(os.sched_getaffinity(0))
-    settings = {name.format(cores=cores): ([a.format(cores=cores) for a in extra], env)
+    settings = {name.format(cores=cores): ([a.format(cores=cores) for a in extra], env, ROOT)
                 for name, (extra, env) in THREADS.items()}
     walls: dict[tuple[str, str], list[float]] = defaultdict(list)
     codes = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeat):  # interleaved: a slow spell hits every setting
-            for condition in ("idle", "beside one busy process"):
-                for k, (name, (extra, env)) in enumerate(settings.items()):
-                    busy = (subprocess.Popen([sys.executable, "-c", BUSY])
-                            if condition != "idle" else None)
-                    try:
-                        store = Path(tmp) / f"{repeat}-{condition[0]}-{k}.sqlite"
-                        wall, codes[name] = pytest_gate(store, "-n", "0", *extra, env=env)
-                    finally:
-                        if busy is not None:
-                            busy.kill()
-                            busy.wait()
-                    walls[(name, condition)].append(wall)
+        baseline = f"commit {args.baseline} (default)"
+        checkout = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(checkout), args.baseline],
+                       cwd=ROOT, check=True, capture_output=True)
+        # its own harness package first on the path, the same virtualenv otherwise
+        settings[baseline] = ([], {"PYTHONPATH": str(checkout)}, checkout)
+        try:
+            for repeat in range(args.repeat):  # interleaved: a slow spell hits every setting
+                for condition in ("idle", "beside one busy process"):
+                    for k, (name, (extra, env, cwd)) in enumerate(settings.items()):
+                        busy = (subprocess.Popen([sys.executable, "-c", BUSY])
+                                if condition != "idle" else None)
+                        try:
+                            store = Path(tmp) / f"{repeat}-{condition[0]}-{k}.sqlite"
+                            wall, codes[name] = pytest_gate(store, "-n", "0", *extra, env=env,
+                                                            cwd=cwd)
+                        finally:
+                            if busy is not None:
+                                busy.kill()
+                                busy.wait()
+                        walls[(name, condition)].append(wall)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT,
+                           check=False, capture_output=True)
     median = {key: statistics.median(values) for key, values in walls.items()}
-    old = f"--torch-threads {cores}"  # the default before: every core without xdist
-    rows = [[f"`{name}`", f"{median[(name, 'idle')]:.1f}",
+    rows = [[f"`{name}`" if name != baseline else name, f"{median[(name, 'idle')]:.1f}",
              f"{median[(name, 'beside one busy process')]:.1f}",
              f"{median[(name, 'beside one busy process')] / median[(name, 'idle')]:.2f}x",
-             f"{median[(name, 'idle')] / median[(old, 'idle')]:.2f}x", codes[name]]
+             f"{median[(name, 'idle')] / median[(baseline, 'idle')]:.2f}x", codes[name]]
             for name in settings]
     body = (f"`pytest ablation_tests -k synthetic -n 0` with each thread setting, idle and "
             f"while one CPU-bound process (`python -c '{BUSY}'`) runs beside it; {cores} "
-            f"cores; {args.repeat} interleaved repeats, medians. The goal: beside one busy "
-            "process at most 1.5x the idle time, and idle no more than 10% slower than the "
-            f"old default (`{old}`: every core without xdist).\n\n"
+            f"cores; {args.repeat} interleaved repeats, medians. The last row is the gate of "
+            f"commit {args.baseline} (before this default; torch used every core without "
+            "xdist) with its own code. The goal: beside one busy process at most 1.5x the idle "
+            "time, and idle no more than 10% slower than that commit's gate.\n\n"
             + tabulate(rows, ["setting", "idle s", "beside busy s", "busy / idle",
-                              "idle / old default idle", "exit"], tablefmt="github"))
+                              f"idle / {args.baseline} idle", "exit"], tablefmt="github"))
     publish("contention", body)
 
 
@@ -338,6 +351,9 @@ def main() -> None:
     fast.set_defaults(func=speed)
     busy = sub.add_parser("contention")
     busy.add_argument("--repeat", type=int, default=3, help="sessions of each kind (default 3)")
+    busy.add_argument("--baseline", default="5fc0917",
+                      help="the commit whose gate is the 'today' row (default 5fc0917, the last "
+                           "one with every core by default)")
     busy.set_defaults(func=contention)
     rob = sub.add_parser("robustness")
     rob.add_argument("--bases", type=int, default=20)
