@@ -178,46 +178,45 @@ def two_processes(threads: int) -> float:
     return statistics.fmean(float(proc.communicate()[0]) for proc in procs)
 
 
-SESSIONS = {  # name -> extra pytest arguments
-    "-n 0": ["-n", "0"],  # no xdist: torch uses every core (intra-op threads)
-    "-n 0 --torch-threads 1": ["-n", "0", "--torch-threads", "1"],  # one core
+SESSIONS = {  # name -> extra pytest arguments; {cores}: this machine's
+    "-n 0": ["-n", "0"],  # no xdist, one torch thread (the default)
+    "-n 0 --torch-threads {cores}": ["-n", "0", "--torch-threads", "{cores}"],  # every core
     "-n 2": ["-n", "2"],  # two workers, one torch thread each
 }
-ONE_CORE = "-n 0 --torch-threads 1"
 GOAL = 1.7  # speed-up of -n 2 over -n 0 asked for by the issue "xdist"
 
 
-def ceiling_text(wall: float, runs_threaded: float, runs_one_core: float,
-                 import_torch: float) -> str:
-    """The best `-n 2` could do over `-n 0`, from `-n 0`'s wall time and the summed run times
-    with all cores' threads and with one thread.
+def ceiling_text(wall: float, runs: float, import_torch: float) -> str:
+    """The best `-n 2` could do over `-n 0`, from `-n 0`'s wall time and summed run time.
 
     Each worker pays at least what `-n 0`'s one process pays besides its runs (interpreter,
-    imports, collection, tables, exit: wall - runs_threaded), and at best runs as fast as one
-    core alone; so `-n 2` takes at least fixed + runs_one_core / 2.
+    imports, collection, tables, exit: wall - runs), and at best runs its half of the runs as
+    fast as `-n 0` (one thread each); so `-n 2` takes at least fixed + runs / 2.
     """
-    fixed = wall - runs_threaded
-    ceiling = wall / (fixed + runs_one_core / 2)
-    # fixed cost at which the ceiling would reach the goal: (runs + F) / (F + one / 2) = GOAL
-    needed = (runs_threaded - GOAL * runs_one_core / 2) / (GOAL - 1)
-    reach = ("not even a fixed cost of zero would do" if needed <= 0 else
-             f"the fixed cost would have to fall below {needed:.2f} s (`import torch` alone "
+    fixed = wall - runs
+    ceiling = wall / (fixed + runs / 2)
+    # fixed cost at which the ceiling would reach the goal: (runs + F) / (F + runs / 2) = GOAL
+    needed = (runs - GOAL * runs / 2) / (GOAL - 1)
+    reach = (f"the fixed cost would have to fall below {needed:.2f} s (`import torch` alone "
              f"takes {import_torch:.2f} s)")
     return (f"Ceiling: `-n 2` with no cost of its own, each worker paying only the fixed cost "
             f"of `-n 0`'s one process ({fixed:.1f} s: wall minus summed runs; interpreter, "
-            f"imports, collection, tables, exit) and running its half of the runs as fast as "
-            f"one core alone ({runs_one_core:.1f} / 2 s), would be **{ceiling:.2f}x** faster "
-            f"than `-n 0`. The goal, {GOAL}x, is {'within' if ceiling >= GOAL else 'above'} "
-            f"this ceiling here; to reach it, {reach}. The ceiling is set by how much `-n 0`'s "
-            "intra-op threads gain over one core (summed run times) and by the fixed cost; the "
-            "gap between the speed-up and the ceiling is xdist's own cost (the timeline).\n")
+            f"imports, collection, tables, exit) and running its half of the runs ({runs:.1f} "
+            f"/ 2 s), would be **{ceiling:.2f}x** faster than `-n 0`. The goal, {GOAL}x, is "
+            f"{'within' if ceiling >= GOAL else 'above'} this ceiling here; to reach it, "
+            f"{reach}. The gap between the speed-up and the ceiling is xdist's own cost (the "
+            "timeline).\n")
 
 
 def speed(args: argparse.Namespace) -> None:
+    cores = str(len(os.sched_getaffinity(0)))
+    sessions = {name.format(cores=cores): [a.format(cores=cores) for a in extra]
+                for name, extra in SESSIONS.items()}
+    serial_name, threaded_name, parallel_name = sessions
     walls, summed, results = defaultdict(list), defaultdict(list), {}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeat):  # interleaved, so that a slow spell hits every kind
-            for k, (name, extra) in enumerate(SESSIONS.items()):
+            for k, (name, extra) in enumerate(sessions.items()):
                 store = Path(tmp) / f"session{repeat}-{k}.sqlite"
                 wall, code = pytest_gate(store, *extra)
                 results[name] = (code, runs(store))  # the last repeat's runs, for the details
@@ -228,21 +227,19 @@ def speed(args: argparse.Namespace) -> None:
               f"{min(walls[name]):.1f}-{max(walls[name]):.1f}",
               f"{statistics.median(summed[name]):.1f}", code]
              for name, (code, _) in results.items()]
-    serial, one_core, parallel = (statistics.median(walls[name]) for name in SESSIONS)
+    serial, threaded, parallel = (statistics.median(walls[name]) for name in sessions)
     startup, import_torch = startup_costs()
-    paired = [a / b for a, b in zip(walls["-n 0"], walls["-n 2"], strict=True)]
+    paired = [a / b for a, b in zip(walls[serial_name], walls[parallel_name], strict=True)]
     body = [f"Each session {args.repeat} times, interleaved; medians.\n",
             tabulate(table, ["command", "wall s", "range", "summed run s", "exit"],
                      tablefmt="github"),
             f"\nSpeed-up of `-n 2` over `-n 0`: **{serial / parallel:.2f}x** (repeat by "
-            f"repeat: {', '.join(f'{r:.2f}' for r in paired)}; over one core, `{ONE_CORE}`: "
-            f"{one_core / parallel:.2f}x). `-n 0` is not one core: without xdist torch runs "
-            "intra-op threads on every core, which the summed run times show (summed run s: "
-            "training + scoring of every run).\n",
-            ceiling_text(serial, statistics.median(summed["-n 0"]),
-                         statistics.median(summed[ONE_CORE]), import_torch)]
+            f"repeat: {', '.join(f'{r:.2f}' for r in paired)}; over `{threaded_name}`, torch "
+            f"threads on every core without xdist: {threaded / parallel:.2f}x). Summed run s: "
+            "training + scoring of every run.\n",
+            ceiling_text(serial, statistics.median(summed[serial_name]), import_torch)]
     per_variant = defaultdict(list)
-    for row in results["-n 0"][1]:
+    for row in results[serial_name][1]:
         per_variant[(row["study"], row["variant"])].append(row["duration"])
     body.append(tabulate([[s, v, len(d), f"{statistics.fmean(d):.2f}", f"{max(d):.2f}"]
                           for (s, v), d in per_variant.items()],
@@ -251,7 +248,7 @@ def speed(args: argparse.Namespace) -> None:
     body.append("\nWhere `-n 2`'s session goes, per worker (seconds from the session's start; "
                 "start-up = xdist start, imports, collection; busy = its runs; the rest is "
                 "hypothesis items, other tests and waiting):\n")
-    body.append(timeline(results["-n 2"][1]) + "\n")
+    body.append(timeline(results[parallel_name][1]) + "\n")
     body.append(startup + "\n")
     one, two = two_processes(1), two_processes(2)
     body.append(f"Oversubscribed: one combined run while a second process runs one too takes "

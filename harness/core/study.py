@@ -18,6 +18,7 @@ import inspect
 import itertools
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,10 @@ class StudyError(ValueError):
 
 
 def _caller(depth: int = 2) -> str:
-    """`file:line` of the user code that declared something, for error messages."""
-    frame = inspect.stack()[depth]
-    return f"{frame.filename}:{frame.lineno}"
+    """`file:line` of the user code that declared something, for error messages. (Not
+    inspect.stack(): it reads source lines for every frame, 80 ms a call under pytest.)"""
+    frame = sys._getframe(depth)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 def format_value(value: Any) -> str:
