@@ -95,6 +95,10 @@ heads.expect("combined == ctc_only", metric="ctc/labels/majmin", margin=0,
              name="combined_ctc_head==ctc_only")
 heads.expect("combined == ar_only", metric="ar/labels/seq_err", margin=0,
              name="combined_ar_head==ar_only")
+# Against a baseline session (--ablation-baseline, e.g. main's CI store): no variant's system
+# output may lose half a point of mir_eval majmin or of segmentation quality, seed by seed.
+heads.guard("joint/labels/majmin", margin=0.005)
+heads.guard("joint/alignment/seg", margin=0.005)
 
 
 # Known-answer controls: an A/A pair and a planted regression, at one noise level.

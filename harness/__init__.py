@@ -12,9 +12,10 @@
         return evaluate(model)          # {"joint": {"labels": {"majmin": 0.81}}, ...}
 
     heads.expect("combined >= ctc_only", metric="joint/labels/majmin", margin=0.01)
+    heads.guard("joint/labels/majmin", margin=0.005)   # against --ablation-baseline
 """
 
-from harness.core.study import Hypothesis, RunSpec, Study, StudyError, ablation
+from harness.core.study import Guard, Hypothesis, RunSpec, Study, StudyError, ablation
 
-__all__ = ["Hypothesis", "RunSpec", "Study", "StudyError", "ablation"]
+__all__ = ["Guard", "Hypothesis", "RunSpec", "Study", "StudyError", "ablation"]
 __version__ = "0.1.0"

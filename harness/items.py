@@ -21,7 +21,16 @@ import pytest
 from harness.core.inputs import READS
 from harness.core.runs import RunFailed
 from harness.core.store import RunRecord, StoreError
-from harness.core.study import RUN_ARG, RUN_VALUES, Hypothesis, Knobs, RunSpec, Study, setting_id
+from harness.core.study import (
+    RUN_ARG,
+    RUN_VALUES,
+    Guard,
+    Hypothesis,
+    Knobs,
+    RunSpec,
+    Study,
+    setting_id,
+)
 from harness.session import AblationSession
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a hypothesis is decided
@@ -220,46 +229,101 @@ def obtain_setting(item: pytest.Function, study: Study, tier: str, knobs: Knobs,
     return runs
 
 
-class HypothesisItem(pytest.Function):
-    """One hypothesis at one tier and knob setting; passes only when supported."""
+class ClaimItem(pytest.Function):
+    """An item that decides a claim at one tier and knob setting from its runs: a hypothesis,
+    or a guard against the baseline session. It passes only when the claim is supported."""
 
-    def __init__(self, *, hypothesis: Hypothesis, **kwargs: Any) -> None:
+    def __init__(self, *, where: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.hypothesis = hypothesis
+        self.where = where  # file:line of the declaration
         # pytest >= 9.2 keeps structured node ids and --lf re-parses their text; our collector's
         # name holds "[...]", so give the item the id its own text parses to.
         if hasattr(self, "_id") and not isinstance(self._id, str):
             self._id = type(self._id).parse(self.nodeid)
 
-    def runtest(self) -> None:
+    @property
+    def setting(self) -> tuple[Study, str, Knobs]:
         parent: HypothesisCollector = self.parent  # type: ignore[assignment]
-        study, tier, knobs = parent.study, parent.tier, parent.knobs
+        return parent.study, parent.tier, parent.knobs
+
+    def _record(self, rows: list[dict], mine: dict) -> None:
+        """Store the family's verdict rows; this item's statistics become junit properties."""
+        session = self.config.stash[SESSION_KEY]
+        try:
+            session.store.save_verdicts(session.session_id, rows)
+        except StoreError as exc:
+            session.store_errors.append(str(exc))
+            pytest.fail(str(exc), pytrace=False)
+        for key in ("status", "claim", "metric", "diff", "ci_lo", "ci_hi", "p", "p_adj", "test",
+                    "n"):
+            self.user_properties.append((f"ablation_{key}", mine[key]))
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        path, _, line = self.where.rpartition(":")
+        return path, int(line) - 1 if line.isdigit() else None, f"{self.parent.name}::{self.name}"
+
+
+class HypothesisItem(ClaimItem):
+    """One hypothesis at one tier and knob setting."""
+
+    def __init__(self, *, hypothesis: Hypothesis, **kwargs: Any) -> None:
+        super().__init__(where=hypothesis.where, **kwargs)
+        self.hypothesis = hypothesis
+
+    def runtest(self) -> None:
+        study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
         from harness.core.verdicts import decide_setting
 
         results = decide_setting(study, runs, session.seeds(study))
-        try:
-            session.store.save_verdicts(session.session_id,
-                                        [r.row(study.name or "", tier, knobs) for r in results])
-        except StoreError as exc:
-            session.store_errors.append(str(exc))
-            pytest.fail(str(exc), pytrace=False)
+        rows = [r.row(study.name or "", tier, knobs) for r in results]
         mine = next(r for r in results if r.hypothesis == self.hypothesis)
-        row = mine.row(study.name or "", tier, knobs)
-        for key in ("status", "claim", "metric", "diff", "ci_lo", "ci_hi", "p", "p_adj", "test",
-                    "n"):
-            self.user_properties.append((f"ablation_{key}", row[key]))
+        self._record(rows, rows[results.index(mine)])
         if not mine.passed:
             pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
 
-    def reportinfo(self) -> tuple[str, int | None, str]:
-        path, _, line = self.hypothesis.where.rpartition(":")
-        return path, int(line) - 1 if line.isdigit() else None, f"{self.parent.name}::{self.name}"
+
+class GuardItem(ClaimItem):
+    """One guarded metric of one variant at one setting, against the baseline session: skipped
+    without a baseline, or (unless --ablation-baseline-strict) without the baseline's runs."""
+
+    def __init__(self, *, guard: Guard, variant: str, **kwargs: Any) -> None:
+        super().__init__(where=guard.where, **kwargs)
+        self.guard, self.variant = guard, variant
+
+    def runtest(self) -> None:
+        study, tier, knobs = self.setting
+        session = self.config.stash[SESSION_KEY]
+        if session.baseline is None:
+            raise pytest.skip.Exception(  # reported at the guard's declaration, like a mark
+                "no baseline to compare with: pass --ablation-baseline (a session id, git:REF or "
+                "a results store file) or set the ablation_baseline ini value",
+                _use_item_location=True)
+        guarded = [v for v in study.variants if any(g.covers([v]) for g in study.guards)]
+        runs = obtain_setting(self, study, tier, knobs, guarded)
+        from harness.core.baseline import BaselineError, baseline_runs, decide_guards
+
+        try:
+            before = baseline_runs(session.baseline, study.name or "", tier, knobs)
+        except BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        results = decide_guards(study.guards, list(study.variants), runs, before,
+                                session.seeds(study), study.correction)
+        rows = [r.row(study.name or "", tier, knobs, session.baseline) for r in results]
+        mine = next(r for r in results if (r.guard, r.variant) == (self.guard, self.variant))
+        self._record(rows, rows[results.index(mine)])
+        against = f"against the baseline, {session.baseline.describe()}"
+        if mine.status == "skipped" and not self.config.getoption("ablation_baseline_strict"):
+            raise pytest.skip.Exception(f"{mine.message()} ({against}; "
+                                        "--ablation-baseline-strict fails instead)",
+                                        _use_item_location=True)
+        if mine.status != "supported":
+            pytest.fail(f"{mine.status.upper()} {against}:\n{mine.message()}", pytrace=False)
 
 
-def _hypothesis_check() -> None:
-    """Placeholder callable: a hypothesis item's work is in HypothesisItem.runtest."""
+def _claim() -> None:
+    """Placeholder callable: a claim item's work is in its runtest."""
 
 
 class HypothesisCollector(pytest.Collector):
@@ -270,18 +334,24 @@ class HypothesisCollector(pytest.Collector):
         super().__init__(**kwargs)
         self.study, self.tier, self.knobs, self.marks = study, tier, knobs, marks
 
-    def collect(self) -> list[HypothesisItem]:
-        items = []
-        for hypothesis in self.study.hypotheses:
-            item = HypothesisItem.from_parent(self, name=hypothesis.label,
-                                              callobj=_hypothesis_check, hypothesis=hypothesis)
+    def collect(self) -> list[ClaimItem]:
+        items: list[ClaimItem] = [
+            HypothesisItem.from_parent(self, name=hypothesis.label, callobj=_claim,
+                                       hypothesis=hypothesis)
+            for hypothesis in self.study.hypotheses]
+        items += [GuardItem.from_parent(self, name=guard.label(variant), callobj=_claim,
+                                        guard=guard, variant=variant)
+                  for guard in self.study.guards
+                  for variant in guard.covers(list(self.study.variants))]
+        for item in items:
             for mark in self.marks:  # the study function's own marks (slow, skipif, ...)
                 item.own_markers.append(mark)
                 item.keywords[mark.name] = mark
             item.add_marker(pytest.mark.hypothesis)
             item.add_marker(pytest.mark.ablation)
+            if isinstance(item, GuardItem):
+                item.add_marker(pytest.mark.guard)
             item.keywords[self.tier] = True
-            items.append(item)
         return items
 
     def reportinfo(self) -> tuple[str, int | None, str]:
@@ -294,7 +364,7 @@ def hypothesis_collectors(parent: pytest.Collector, name: str, obj: Any,
     marks = list(getattr(obj, "pytestmark", []))
     return [HypothesisCollector.from_parent(parent, name=f"{name}[{setting_id(tier, knobs)}]",
                                             study=study, tier=tier, knobs=knobs, marks=marks)
-            for tier, knobs in study.settings()] if study.hypotheses else []
+            for tier, knobs in study.settings()] if study.hypotheses or study.guards else []
 
 
 def run_for(request: pytest.FixtureRequest) -> Run:
@@ -309,4 +379,5 @@ def run_for(request: pytest.FixtureRequest) -> Run:
     return Run(request.config.stash[SESSION_KEY], study, spec)
 
 
-__all__ = ["RUN_ARG", "SESSION_KEY", "HypothesisCollector", "HypothesisItem", "Run"]
+__all__ = ["RUN_ARG", "SESSION_KEY", "ClaimItem", "GuardItem", "HypothesisCollector",
+           "HypothesisItem", "Run"]

@@ -5,6 +5,7 @@ Registered through the `pytest11` entry point, so installing the package is enou
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import inspect
 import os
@@ -15,11 +16,20 @@ from typing import Any
 import pytest
 
 from harness import devices
+from harness.core.baseline import SPEC_HELP, Baseline, BaselineError
+from harness.core.baseline import resolve as resolve_baseline
 from harness.core.inputs import READS
 from harness.core.store import StoreError
 from harness.core.study import RUN_ARG, RunSpec, Study
 from harness.core.tables import render_text, session_sections, write_markdown
-from harness.items import SESSION_KEY, HypothesisCollector, HypothesisItem, hypothesis_collectors
+from harness.items import (
+    SESSION_KEY,
+    ClaimItem,
+    GuardItem,
+    HypothesisCollector,
+    HypothesisItem,
+    hypothesis_collectors,
+)
 from harness.progress import Progress
 from harness.session import AblationSession, StudyCode, new_session_id
 from harness.tracking import Tracker, default_project
@@ -65,6 +75,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ablation-progress", choices=("auto", "on", "off"), default="auto",
                     help="a progress bar per run (step, loss, ETA) with the session's run count; "
                          "auto: on a terminal without xdist (default)")
+    group.addoption("--ablation-baseline", metavar="SPEC",
+                    help="compare every guarded metric (study.guard) with a baseline session, "
+                         f"paired seed by seed: {SPEC_HELP}; also ini ablation_baseline")
+    group.addoption("--ablation-baseline-strict", action="store_true",
+                    help="a guard whose variant has no run in the baseline fails instead of "
+                         "being skipped")
+    parser.addini("ablation_baseline", "baseline session for the guards (like "
+                  "--ablation-baseline)", default="")
     parser.addini("ablation_store", "SQLite results store, relative to the rootdir",
                   default=".ablation/results.sqlite")
     parser.addini("ablation_wandb", "log every run to W&B (like --wandb)", type="bool",
@@ -114,6 +132,7 @@ def _find_gpus(config: pytest.Config) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ablation: an item of an ablation study (run or hypothesis)")
     config.addinivalue_line("markers", "hypothesis: a hypothesis item of an ablation study")
+    config.addinivalue_line("markers", "guard: a guard item, comparing with the baseline session")
     threads = config.getoption("torch_threads")
     if threads is not None and threads < 1:
         raise pytest.UsageError(f"--torch-threads {threads}: give 1 or more threads per process")
@@ -144,13 +163,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if _is_worker(config):
         session.opening = config.workerinput["ablation_opening"]  # type: ignore[attr-defined]
+        named = config.workerinput["ablation_baseline"]  # type: ignore[attr-defined]
+        session.baseline = Baseline(**named) if named else None
     else:
         session.begin(list(config.invocation_params.args))
+        session.baseline = _baseline(config, store_path)
         if store_path.exists():  # a broken store stops the session now, with or without xdist
             try:  # (a store that does not exist yet is created by the first study, or fails then)
                 session.store.check()
             except StoreError as exc:
                 raise pytest.UsageError(str(exc)) from None
+
+
+def _baseline(config: pytest.Config, store_path: Path) -> Baseline | None:
+    """The baseline session named by --ablation-baseline or the ini value, found once (the
+    controller's; workers get it resolved)."""
+    spec = config.getoption("ablation_baseline") or config.getini("ablation_baseline")
+    if not spec:
+        return None
+    try:
+        return resolve_baseline(spec, store=store_path, repo=config.rootpath)
+    except BaselineError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracker:
@@ -196,7 +230,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
         real = session.config.getoption("real")
-        tiers = [_tier(item) for item in session.items if not isinstance(item, HypothesisItem)]
+        tiers = [_tier(item) for item in session.items if not isinstance(item, ClaimItem)]
         state.progress.total_runs = sum(tier is not None and (real or tier != REAL_TIER)
                                         for tier in tiers)
 
@@ -208,6 +242,8 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["ablation_session"] = session.session_id
     node.workerinput["ablation_opening"] = session.opening
     node.workerinput["ablation_gpus"] = _gpus(node.config)
+    node.workerinput["ablation_baseline"] = (dataclasses.asdict(session.baseline)
+                                             if session.baseline else None)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -225,7 +261,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     path = metafunc.definition.nodeid.split("::")[0]
     declarations = [int(where.rpartition(":")[2])
                     for other in vars(module).values() if isinstance(other, Study)
-                    for where in (other.where, *(h.where for h in other.hypotheses))
+                    for where in (other.where, *(h.where for h in other.hypotheses),
+                                  *(g.where for g in other.guards))
                     if where.rpartition(":")[0] == module.__file__]
     fixture_files = sorted({inspect.getsourcefile(definitions[-1].func) or "" for definitions in
                             metafunc.definition._fixtureinfo.name2fixturedefs.values()} - {""})
@@ -279,7 +316,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
 
 
 def _tier(item: pytest.Item) -> str | None:
-    if isinstance(item, HypothesisItem):
+    if isinstance(item, ClaimItem):
         return item.parent.tier  # type: ignore[union-attr]
     spec = getattr(getattr(item, "callspec", None), "params", {}).get(RUN_ARG)
     return spec.tier if isinstance(spec, RunSpec) else None
@@ -292,7 +329,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if state is not None and state.store_errors and not _is_worker(config):
         pytest.exit("no run can be stored: see 'ablation results store error' above",
                     returncode=pytest.ExitCode.USAGE_ERROR)
-    items.sort(key=lambda item: isinstance(item, HypothesisItem))
+    items.sort(key=lambda item: isinstance(item, ClaimItem))
     if config.getoption("real"):
         return
     skip = pytest.mark.skip(reason="real-data tier: run it with --real")
@@ -364,4 +401,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         gc.freeze()
 
 
-__all__ = ["HypothesisCollector", "HypothesisItem"]
+__all__ = ["GuardItem", "HypothesisCollector", "HypothesisItem"]

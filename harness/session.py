@@ -7,6 +7,7 @@ whichever process asks for it first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import inputs, paths
+from harness.core.baseline import Baseline
 from harness.core.metrics import flatten
 from harness.core.runs import Computed, RunCoordinator
 from harness.core.store import Owner, RunRecord, Store, utc_now
@@ -85,6 +87,7 @@ class AblationSession:
         self._fingerprints: dict[str, str] = {}
         self._dynamic: set[str] = set()  # project modules first imported while a run computed
         self.store_errors: list[str] = []  # the store failed: the session reports and stops
+        self.baseline: Baseline | None = None  # what the guards compare with
 
     def begin(self, argv: list[str]) -> None:
         """Note the session's start (the controller's). The store records it when a study is
@@ -135,7 +138,9 @@ class AblationSession:
         inputs.READS.install(self.project)
         self._record_session()
         self.store.save_study(self.session_id, study.name,
-                              {"tables": study.tables, "minimize": list(study.minimize)})
+                              {"tables": study.tables, "minimize": list(study.minimize),
+                               "guards": [dataclasses.asdict(g) for g in study.guards],
+                               "correction": study.correction})
 
     def code_manifest(self, study: Study) -> dict[str, str]:
         """{file: hash} of the study's code: its module (declarations masked), the conftest.py

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from harness.core.provenance import host
-from harness.core.store import Owner, Store, StoreError, error_name
+from harness.core.store import SCHEMA_VERSION, Owner, Store, StoreError, error_name
 from tests.specs import Spec
 from tests.stores import (
     BROKEN,
@@ -201,7 +201,8 @@ def test_runs_filters_by_session_and_study(store):
 def test_verdicts_upsert(store):
     base = dict(study="heads", tier="synthetic", knobs={"noise_sigma": 0.5},
                 hypothesis="combined>=ctc_only", metric="joint/majmin", status="pass", diff=0.02,
-                ci_lo=0.01, ci_hi=0.03, p=0.01, p_adj=0.02, test="t", n=3, message="")
+                ci_lo=0.01, ci_hi=0.03, p=0.01, p_adj=0.02, test="t", n=3, message="",
+                mean_a=0.82, mean_b=0.80, baseline=None)
     store.save_verdicts("s1", [base, {**base, "hypothesis": "h2", "p": math.nan}])
     store.save_verdicts("s1", [{**base, "status": "fail", "message": "worse"}])
     store.save_verdicts("s2", [base])
@@ -355,9 +356,14 @@ def test_opening_an_older_store_for_writing_adds_its_new_columns(tmp_path):
     path = version_1(tmp_path / "results.sqlite")
     with Store(path) as store:
         assert len(store.runs()) == 6
-        assert {row[0] for row in store.db.execute("SELECT version FROM schema_version")} == {2}
+        assert {row[0] for row in store.db.execute("SELECT version FROM schema_version")} == {
+            SCHEMA_VERSION}
         done(store, "s2", Spec(seed=9))
         assert store.runs("s2")[0].inputs == {}
+        store.save_verdicts("s2", [{"study": "heads", "tier": "t", "knobs": {},
+                                    "hypothesis": "a>=baseline[acc]", "mean_a": 0.5,
+                                    "baseline": "s1"}])
+        assert store.verdicts("s2")[0]["mean_a"] == 0.5  # version 3's columns too
 
 
 def test_read_only_mode_refuses_what_it_cannot_read(tmp_path):

@@ -3,6 +3,7 @@
     python -m harness report                       # latest session, as terminal text
     python -m harness report --format md -o results.md
     python -m harness report --session 20261121-111500-3f9a1c --format csv --table runs
+    python -m harness report --baseline git:main   # guarded metrics against main's session
 
 The store is opened read-only and never changed (not even a foreign or an older one). Without
 --store it is the one a pytest session started here would write (harness.core.inifile). Every
@@ -18,9 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.core import inifile
+from harness.core.baseline import SPEC_HELP, BaselineError, compare_session
+from harness.core.baseline import resolve as resolve_baseline
 from harness.core.store import Store, StoreError
 from harness.core.tables import (
     CSV_TABLES,
+    Section,
     render_csv,
     render_json,
     render_markdown,
@@ -55,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                              "holds all three")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write to this file instead of stdout")
+    parser.add_argument("--baseline", metavar="SPEC",
+                        help="compare the session's guarded metrics (study.guard) with a "
+                             f"baseline, paired seed by seed: {SPEC_HELP}; relative paths and "
+                             "git refs from the current folder")
     parser.add_argument("--list", action="store_true", help="list the stored sessions")
     return parser
 
@@ -71,13 +79,25 @@ def _report(args: argparse.Namespace) -> str:
         session = store.latest_session() if args.session == "latest" else args.session
         if session is None:
             raise ReportError(f"no session in the store {path} has runs yet; see --list")
-        sections = session_sections(store, session, store.study_options(session))
+        options = store.study_options(session)
+        sections = session_sections(store, session, options)
+        if args.baseline:
+            baseline = resolve_baseline(args.baseline, store=path, repo=Path.cwd())
+            _with_baseline(sections, compare_session(store, session, baseline, options))
     if not sections:
         raise ReportError(f"session {session!r} has no runs in {path}; see --list")
     if args.format == "csv":
         return render_csv(sections, args.table or "summary")
     return {"text": render_text, "md": render_markdown, "json": render_json}[args.format](
         sections)
+
+
+def _with_baseline(sections: list[Section], rows: list[dict]) -> None:
+    """Each section's guard verdicts become those against the chosen baseline."""
+    for section in sections:
+        mine = [row for row in rows if (row["study"], row["setting"]) ==
+                (section.study, section.setting)]
+        section.verdicts = [v for v in section.verdicts if not v.get("baseline")] + mine
 
 
 def _print(text: str) -> None:
@@ -97,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"every table)")
     try:
         text = _report(args)
-    except (StoreError, ReportError, inifile.ConfigError) as exc:
+    except (StoreError, ReportError, BaselineError, inifile.ConfigError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     if not args.output:
         _print(text)

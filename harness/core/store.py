@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from harness.core.provenance import host
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -65,7 +65,8 @@ CREATE TABLE IF NOT EXISTS studies (
 CREATE TABLE IF NOT EXISTS verdicts (
     session TEXT NOT NULL, study TEXT NOT NULL, tier TEXT NOT NULL, knobs TEXT NOT NULL,
     hypothesis TEXT NOT NULL, metric TEXT, status TEXT, diff REAL, ci_lo REAL, ci_hi REAL,
-    p REAL, p_adj REAL, test TEXT, n INTEGER, message TEXT,
+    p REAL, p_adj REAL, test TEXT, n INTEGER, message TEXT, mean_a REAL, mean_b REAL,
+    baseline TEXT,
     PRIMARY KEY (session, study, tier, knobs, hypothesis)
 );
 """
@@ -73,9 +74,11 @@ CREATE TABLE IF NOT EXISTS verdicts (
 _JSON_FIELDS = ("knobs", "metrics", "failures", "config", "versions", "inputs")
 # Columns each schema version added to `runs`, with their definitions: opening an older store
 # for writing adds them (reading it fills in their defaults).
-_ADDED_COLUMNS = {2: {"inputs": "TEXT NOT NULL DEFAULT '{}'", "note": "TEXT"}}
+_ADDED_COLUMNS = {2: {"runs": {"inputs": "TEXT NOT NULL DEFAULT '{}'", "note": "TEXT"}},
+                  3: {"verdicts": {"mean_a": "REAL", "mean_b": "REAL", "baseline": "TEXT"}}}
 _VERDICT_FIELDS = ("session", "study", "tier", "knobs", "hypothesis", "metric", "status", "diff",
-                   "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message")
+                   "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
+                   "baseline")
 
 
 def _schema_columns() -> dict[str, list[str]]:
@@ -447,11 +450,12 @@ class Store:
         if not lacks and version is None:
             lacks = ["a schema version"]
         elif not lacks:  # every column its version had
-            added = {name for later in range(version + 1, SCHEMA_VERSION + 1)
-                     for name in _ADDED_COLUMNS.get(later, {})}
+            added = {(table, name) for later in range(version + 1, SCHEMA_VERSION + 1)
+                     for table, columns in _ADDED_COLUMNS.get(later, {}).items()
+                     for name in columns}
             lacks = [f"{table}.{column}" for table, columns in _COLUMNS.items()
                      for column in columns
-                     if column not in added and column not in self._columns(db, table)]
+                     if (table, column) not in added and column not in self._columns(db, table)]
         if lacks:
             listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
             partly = f"; it lacks {', '.join(lacks)}" if tables & set(_COLUMNS) else ""
@@ -477,11 +481,12 @@ class Store:
             if version is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 return
-            have = self._columns(db, "runs")
             for later in range(version + 1, SCHEMA_VERSION + 1):
-                for name, definition in _ADDED_COLUMNS.get(later, {}).items():
-                    if name not in have:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
+                for table, columns in _ADDED_COLUMNS.get(later, {}).items():
+                    have = self._columns(db, table)
+                    for name, definition in columns.items():
+                        if name not in have:
+                            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # sessions
@@ -504,6 +509,14 @@ class Store:
         rows = self.db.execute("SELECT * FROM sessions ORDER BY started_at, rowid").fetchall()
         return [{**row, "argv": json.loads(row["argv"]), "meta": json.loads(row["meta"])}
                 for row in map(dict, rows)]
+
+    def has_session(self, session: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sessions WHERE session = ?",
+                               (session,)).fetchone() is not None
+
+    def has_runs(self, session: str) -> bool:
+        return self.db.execute("SELECT 1 FROM runs WHERE session = ? LIMIT 1",
+                               (session,)).fetchone() is not None
 
     def latest_session(self) -> str | None:
         """The newest session that made or took any run (sessions without studies don't count)."""
@@ -668,4 +681,5 @@ class Store:
         """Verdict rows of `session` in first-saved order, `knobs` decoded."""
         rows = self.db.execute(
             "SELECT * FROM verdicts WHERE session = ? ORDER BY rowid", (session,)).fetchall()
-        return [{**row, "knobs": json.loads(row["knobs"])} for row in map(dict, rows)]
+        older = {"mean_a": None, "mean_b": None, "baseline": None}  # columns an older store lacks
+        return [{**older, **row, "knobs": json.loads(row["knobs"])} for row in map(dict, rows)]

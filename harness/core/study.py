@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.core.metrics import lower_is_better
+
 # What a hypothesis may say; harness.core.stats decides each (kept here, so that declaring and
 # collecting studies does not import numpy and scipy).
 OPERATORS = (">", ">=", "<", "<=", "==")
@@ -113,6 +115,28 @@ class Hypothesis:
         return f"{self.a} {self.op} {self.b}"
 
 
+@dataclass(frozen=True)
+class Guard:
+    """A metric that must not get worse than in a baseline session (`--ablation-baseline`) by
+    more than `margin`, for each of `variants` (all when empty); margin 0: identical to it."""
+
+    metric: str
+    margin: float
+    minimize: bool = False  # lower is better: the claim is current <= baseline + margin
+    alpha: float = 0.05
+    test: str = "t"
+    variants: tuple[str, ...] = ()
+    where: str = ""  # file:line of the declaration
+
+    def label(self, variant: str) -> str:
+        """The item name: `combined>=baseline[joint/labels/majmin]`."""
+        return f"{variant}{'<=' if self.minimize else '>='}baseline[{self.metric}]"
+
+    def covers(self, variants: Sequence[str]) -> list[str]:
+        """Those of `variants` the guard covers, in their order."""
+        return [v for v in variants if not self.variants or v in self.variants]
+
+
 def parse_hypothesis(expr: str, **options: Any) -> Hypothesis:
     """Parse `"combined >= ctc_only"` into a Hypothesis (validated later against the study)."""
     match = _HYPOTHESIS.match(expr) if isinstance(expr, str) else None
@@ -184,6 +208,7 @@ class Study:
         self.minimize = tuple(minimize)
         self.code = tuple(code)
         self.hypotheses: list[Hypothesis] = []
+        self.guards: list[Guard] = []
         self.function: Callable[..., Any] | None = None
         for variant, overrides in self.variants.items():
             for tier, knobs in self.tiers.items():
@@ -288,6 +313,41 @@ class Study:
             self._fail(f"duplicate hypothesis {hyp.label!r}; give one a name=...", where)
         self.hypotheses.append(hyp)
         return hyp
+
+    def guard(self, metric: str, *, margin: float, alpha: float = 0.05, test: str = "t",
+              variants: Sequence[str] | None = None) -> Guard:
+        """Declare a metric that must not regress against a baseline session:
+
+            heads.guard("joint/labels/majmin", margin=0.005)   # no variant loses 0.5 points
+
+        Under `--ablation-baseline`, each variant (or those in `variants`) at each setting
+        becomes an item `combined>=baseline[joint/labels/majmin]`: non-inferiority of this
+        session's runs to the baseline's, paired seed by seed. The direction follows
+        `minimize` (and "loss"/"err" in the name). `margin=0` asks for the baseline's values
+        exactly (a reproducibility guard). See README, "Regression gating".
+        """
+        where = _caller()
+        if not isinstance(metric, str) or not metric.strip("/"):
+            self._fail("guard: metric must be a path like 'joint/labels/majmin'", where)
+        if not (isinstance(margin, int | float) and 0 <= margin < float("inf")):
+            self._fail(f"guard {metric!r}: margin={margin!r} must be a finite number >= 0 (how "
+                       "much worse than the baseline still passes; 0: identical)", where)
+        if test not in TESTS:
+            self._fail(f"guard {metric!r}: unknown test {test!r}; choose one of "
+                       f"{', '.join(TESTS)}", where)
+        if not 0 < alpha < 0.5:
+            self._fail(f"guard {metric!r}: alpha={alpha} must lie in (0, 0.5)", where)
+        unknown = [v for v in variants or () if v not in self.variants]
+        if unknown:
+            self._fail(f"guard {metric!r} names unknown variants {unknown}; the study has "
+                       f"{', '.join(self.variants)}", where)
+        if any(g.metric == metric for g in self.guards):
+            self._fail(f"guard {metric!r} is declared twice", where)
+        guard = Guard(metric=metric, margin=float(margin),
+                      minimize=lower_is_better(metric, self.minimize), alpha=float(alpha),
+                      test=test, variants=tuple(variants or ()), where=where)
+        self.guards.append(guard)
+        return guard
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., None]:
         """Decorate the test body: it trains and evaluates one run and returns its metrics.

@@ -289,6 +289,22 @@ def verdict_rows(verdicts: Iterable[dict]) -> list[list[str]]:
 VERDICT_HEADERS = ["hypothesis", "metric", "diff", "CI", "p", "p adj", "verdict"]
 
 
+def baseline_rows(verdicts: Iterable[dict]) -> list[list[str]]:
+    """Guards against the baseline: both means beside the paired difference."""
+    rows = []
+    for v in verdicts:  # the label is `variant>=baseline[metric]` (`<=` when lower is better)
+        variant, op, _ = re.split(r"(>=|<=)baseline\[", v["hypothesis"], maxsplit=1)
+        rows.append([variant, v["metric"] or "-", f"{op} baseline", _fmt(v.get("mean_b")),
+                     _fmt(v.get("mean_a")), _fmt(v["diff"]),
+                     f"[{_fmt(v['ci_lo'])}, {_fmt(v['ci_hi'])}]" if v["ci_lo"] is not None
+                     else "-", _p(v["p_adj"]), _status(v)])
+    return rows
+
+
+BASELINE_HEADERS = ["variant", "metric", "claim", "baseline", "current", "diff", "CI", "p adj",
+                    "verdict"]
+
+
 def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> str:
     out = []
     for s in sections:
@@ -299,10 +315,17 @@ def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> s
                      else "-" if c is None else c for c in row] for row in t.rows]
             out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
             out.append(tabulate(rows, t.headers, tablefmt=fmt, disable_numparse=True))
-        if s.verdicts:
+        claims = [v for v in s.verdicts if not v.get("baseline")]
+        guards = [v for v in s.verdicts if v.get("baseline")]
+        if claims:
             out.append("\nhypotheses\n" if not bold else "\n**hypotheses**\n")
-            out.append(tabulate(verdict_rows(s.verdicts), VERDICT_HEADERS, tablefmt=fmt,
+            out.append(tabulate(verdict_rows(claims), VERDICT_HEADERS, tablefmt=fmt,
                                 disable_numparse=True))
+        for baseline in dict.fromkeys(v["baseline"] for v in guards):
+            title = f"vs baseline (session {baseline})"
+            out.append(f"\n{title}\n" if not bold else f"\n**{title}**\n")
+            out.append(tabulate(baseline_rows(v for v in guards if v["baseline"] == baseline),
+                                BASELINE_HEADERS, tablefmt=fmt, disable_numparse=True))
         out.extend(f"\n! {note}" for note in s.notes)
         out.append("\n")
     return "\n".join(out)
@@ -326,7 +349,8 @@ CSV_TABLES = {
              "source", "fingerprint", "run", "reused_from", "duration", "device", "git_commit",
              "note", "error"],
     "verdicts": ["study", "setting", "tier", "knobs", "hypothesis", "metric", "status", "diff",
-                 "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message"],
+                 "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
+                 "baseline"],
 }
 
 

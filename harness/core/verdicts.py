@@ -53,7 +53,7 @@ class HypothesisResult:
         }
 
 
-def _values(runs: RunMetrics, seeds: Sequence[int], variant: str,
+def seed_values(runs: RunMetrics, seeds: Sequence[int], variant: str,
             metric: str) -> list[float] | str:
     """The metric of `variant` for every seed, in seed order, or why it can't be had."""
     values = []
@@ -84,8 +84,8 @@ def decide_setting(study: Study, runs: RunMetrics,
     results: list[HypothesisResult] = []
     decided: list[int] = []
     for hyp in study.hypotheses:
-        a = _values(runs, seeds, hyp.a, hyp.metric)
-        b = _values(runs, seeds, hyp.b, hyp.metric)
+        a = seed_values(runs, seeds, hyp.a, hyp.metric)
+        b = seed_values(runs, seeds, hyp.b, hyp.metric)
         problem = a if isinstance(a, str) else b if isinstance(b, str) else ""
         if problem:
             results.append(HypothesisResult(hyp, None, problem))
@@ -112,7 +112,7 @@ class SettingResults:
     seeds: Sequence[int]
 
     def values(self, variant: str, metric: str) -> list[float]:
-        values = _values(self.runs, self.seeds, variant, metric)
+        values = seed_values(self.runs, self.seeds, variant, metric)
         if isinstance(values, str):
             raise ValueError(values)
         return values
