@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import inspect
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -166,6 +167,9 @@ def pytest_configure(config: pytest.Config) -> None:
         named = config.workerinput["ablation_baseline"]  # type: ignore[attr-defined]
         session.baseline = Baseline(**named) if named else None
     else:
+        misplaced = _misplaced_rootdir(config)
+        if misplaced:
+            raise pytest.UsageError(misplaced)
         session.begin(list(config.invocation_params.args))
         session.baseline = _baseline(config, store_path)
         if store_path.exists():  # a broken store stops the session now, with or without xdist
@@ -173,6 +177,42 @@ def pytest_configure(config: pytest.Config) -> None:
                 session.store.check()
             except StoreError as exc:
                 raise pytest.UsageError(str(exc)) from None
+
+
+PATH_OPTIONS = ("--ablation-store", "--ablation-baseline", "--summary-md", "--billboard-root")
+
+
+def _misplaced_rootdir(config: pytest.Config) -> str | None:
+    """Why the rootdir is wrong, when pytest took a path option's value for a test path.
+
+    pytest finds the rootdir before plugins add their options, so in `pytest --ablation-
+    baseline /elsewhere/x.sqlite` the value counts as a test path and can root the session at
+    /elsewhere: every study would be named, and its store found, from there. Uses pytest's own
+    rootdir logic (a private function: if it moves, the check is skipped).
+    """
+    args = list(config.invocation_params.args)
+    given = [(option, value) for option, value in itertools.pairwise(args)
+             if option in PATH_OPTIONS
+             and (config.invocation_params.dir / value).exists()]
+    if not given:
+        return None
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        wanted = inspect.signature(determine_setup).parameters
+        known = {"inifile": config.option.inifilename, "args": list(config.args),
+                 "rootdir_cmd_arg": config.option.rootdir or None,
+                 "invocation_dir": config.invocation_params.dir,
+                 "override_ini": config.option.override_ini}
+        rootdir = determine_setup(**{k: v for k, v in known.items() if k in wanted})[0]
+    except Exception:  # pytest's internals moved: no check rather than a wrong one
+        return None
+    if Path(rootdir) == config.rootpath:
+        return None
+    option, value = given[0]
+    return (f"pytest took the value of {option} ({value}) for a test path and rooted this "
+            f"session at {config.rootpath} instead of {rootdir} (it finds the rootdir before "
+            f"plugins add their options): write {option}={value}")
 
 
 def _baseline(config: pytest.Config, store_path: Path) -> Baseline | None:

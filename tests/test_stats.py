@@ -406,3 +406,12 @@ def test_verdict_is_frozen():
     assert isinstance(v, Verdict)
     with pytest.raises(AttributeError):
         v.status = "supported"
+
+
+def test_adjusting_an_untested_verdict_gives_no_seeds_estimate():
+    """Equal differences give no noise estimate: no seed count can be promised either."""
+    untested = decide([0.9, 0.8, 0.7], [0.85, 0.75, 0.65], ">", margin=0.01)
+    assert untested.seeds_needed is None
+    [adjusted] = adjust([untested], method="holm")
+    assert (adjusted.status, adjusted.seeds_needed) == ("inconclusive", None)
+    assert "roughly" not in adjusted.message("a", "b", "acc")

@@ -531,3 +531,34 @@ def test_tier_config_is_merged_between_base_and_variant() -> None:
 def test_tier_config_for_an_unknown_tier_is_an_error() -> None:
     with pytest.raises(StudyError, match=r"tier_config names tiers \['rael'\]"):
         Study(variants={"a": {}}, tiers={"real": {}}, tier_config={"rael": {}})
+
+
+# -- guards against a baseline -----------------------------------------------------------------
+
+
+def test_guard_direction_follows_minimize_and_names_its_items():
+    study = Study(variants={"a": {}, "b": {}}, seeds=3, minimize=["wer"])
+    acc, wer = study.guard("acc", margin=0.01), study.guard("head/wer", margin=0.02)
+    loss = study.guard("train/loss", margin=0.0, variants=["b"])
+    assert (acc.minimize, wer.minimize, loss.minimize) == (False, True, True)
+    assert acc.label("a") == "a>=baseline[acc]" and wer.label("b") == "b<=baseline[head/wer]"
+    assert (acc.covers(["a", "b"]), loss.covers(["a", "b"])) == (["a", "b"], ["b"])
+    assert study.guards == [acc, wer, loss]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"margin": -0.1}, "margin=-0.1 must be a finite number >= 0"),
+    ({"margin": float("inf")}, "must be a finite number >= 0"),
+    ({"margin": 0.1, "variants": ["c"]}, "names unknown variants ['c']"),
+    ({"margin": 0.1, "test": "wilcoxon"}, "unknown test 'wilcoxon'"),
+    ({"margin": 0.1, "alpha": 0.5}, "alpha=0.5 must lie in (0, 0.5)"),
+])
+def test_error_guard_declaration(options, message):
+    study = two_variants()
+    assert message in declaration_error(lambda: study.guard("acc", **options))
+
+
+def test_error_guard_declared_twice():
+    study = two_variants()
+    study.guard("acc", margin=0.1)
+    assert "declared twice" in declaration_error(lambda: study.guard("acc", margin=0.2))

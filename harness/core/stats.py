@@ -235,8 +235,10 @@ def adjust(verdicts: Sequence[Verdict], method: str = "holm") -> list[Verdict]:
         status = _status(s, c, v.alpha)
         # Bonferroni's threshold, the strictest a hypothesis of the family can face.
         alpha = v.alpha if method == "none" else v.alpha / max(family, 1)
+        tested = not math.isnan(v.p_support)  # no estimate from untested verdicts
         seeds = (_seeds_needed(v.op, v.margin, v.diff, _noise(v.std_diff, v.grid, v.test),
-                               alpha, v.n, v.test) if status == "inconclusive" else None)
+                               alpha, v.n, v.test) if status == "inconclusive" and tested
+                 else None)
         out.append(replace(v, status=status, p_support_adj=float(s), p_contradict_adj=float(c),
                            correction=method, seeds_needed=seeds))
     return out
