@@ -64,3 +64,15 @@ def test_workflow_lints_runs_the_readme_gate_and_writes_the_summary() -> None:
     assert "make install" in text and "ruff check" in text
     assert "pytest ablation_tests -k synthetic -n auto" in text
     assert "$GITHUB_STEP_SUMMARY" in text and "upload-artifact" in text
+
+
+def test_workflow_gates_against_mains_last_store() -> None:
+    """Restore main's store before the gate, compare with it when it is there, and save this
+    store as the baseline only on main (a pull request never replaces it)."""
+    text = (ROOT / ".github" / "workflows" / "ablation.yml").read_text()
+    restore = text.index("actions/cache/restore@v4")
+    gate = text.index("pytest ablation_tests -k synthetic -n auto")
+    save = text.index("actions/cache/save@v4")
+    assert restore < gate < save
+    assert "--ablation-baseline=ablation-baseline/results.sqlite" in text  # '=': see README
+    assert text.count("if: github.event_name == 'push' && github.ref == 'refs/heads/main'") == 2
