@@ -415,3 +415,15 @@ def test_adjusting_an_untested_verdict_gives_no_seeds_estimate():
     [adjusted] = adjust([untested], method="holm")
     assert (adjusted.status, adjusted.seeds_needed) == ("inconclusive", None)
     assert "roughly" not in adjusted.message("a", "b", "acc")
+
+
+def test_seeds_whose_runs_are_unchanged_are_not_ties():
+    """Against a baseline, a seed the change left alone is evidence, not a tie of a coarse
+    metric: a change that improves one seed of five and touches no other passes."""
+    before = [0.80, 0.81, 0.82, 0.83, 0.84]
+    improved, worse = [*before[:4], 0.841], [*before[:4], 0.80]
+    unchanged = [True] * 4 + [False]
+    assert decide(improved, before, ">=", margin=0.005).status == "inconclusive"  # ties left out
+    assert decide(improved, before, ">=", margin=0.005, unchanged=unchanged).status == \
+        "supported"
+    assert decide(worse, before, ">=", margin=0.005, unchanged=unchanged).status != "supported"

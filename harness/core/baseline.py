@@ -178,9 +178,12 @@ def decide_guards(guards: Sequence[Guard], variants: Sequence[str], current: Run
                 continue
             if guard.margin == 0 or after == before:  # identity: exactly the baseline's values
                 verdict = decide(after, before, "==", margin=0.0, alpha=guard.alpha)
-            else:
+            else:  # seeds the change left alone count as they are, not as ties
+                unchanged = [current.get((variant, s)) == baseline.get((variant, s))
+                             for s in seeds]
                 verdict = decide(after, before, "<=" if guard.minimize else ">=",
-                                 margin=guard.margin, alpha=guard.alpha, test=guard.test)
+                                 margin=guard.margin, alpha=guard.alpha, test=guard.test,
+                                 unchanged=unchanged)
             decided.append(len(results))
             results.append(GuardResult(guard, variant, verdict))
     corrected = adjust([results[i].verdict for i in decided], method=correction)

@@ -120,8 +120,14 @@ class Verdict:
 
 
 def decide(a: Sequence[float], b: Sequence[float], op: str, *, margin: float = 0.0,
-           alpha: float = 0.05, test: str = "t") -> Verdict:
-    """Decide `a op b` by a paired test over seeds; see the module docstring for the meaning."""
+           alpha: float = 0.05, test: str = "t",
+           unchanged: Sequence[bool] | None = None) -> Verdict:
+    """Decide `a op b` by a paired test over seeds; see the module docstring for the meaning.
+
+    `unchanged[i]` says that seed i's two runs are bitwise identical (a run against its own
+    baseline that the change did not touch): its zero difference is the run itself, not a tie
+    of a coarse metric, so no test leaves it out.
+    """
     if op not in OPERATORS:
         raise ValueError(f"unknown operator {op!r}; expected one of {OPERATORS}")
     if test not in TESTS:
@@ -167,6 +173,8 @@ def decide(a: Sequence[float], b: Sequence[float], op: str, *, margin: float = 0
     grid = _grid(np.concatenate([a, b]), tol)
     extra = grid**2 / 6 if test == "t" else 0.0  # the variance rounding to the grid gives d
     ties = np.abs(d) <= tol  # seeds where both variants give the same value
+    if unchanged is not None:
+        ties &= ~np.asarray(unchanged, dtype=bool)
     p, left_out = {}, False
     for side, k in _SUPPORT[op] + _CONTRADICT[op]:
         x = _on_boundary(d - k * margin, tol)
