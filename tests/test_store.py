@@ -202,7 +202,8 @@ def test_verdicts_upsert(store):
     base = dict(study="heads", tier="synthetic", knobs={"noise_sigma": 0.5},
                 hypothesis="combined>=ctc_only", metric="joint/majmin", status="pass", diff=0.02,
                 ci_lo=0.01, ci_hi=0.03, p=0.01, p_adj=0.02, test="t", n=3, message="",
-                mean_a=0.82, mean_b=0.80, baseline=None)
+                mean_a=0.82, mean_b=0.80, baseline=None, kind="hypothesis",
+                detail={"levels": ["0.5", "1.0"]})
     store.save_verdicts("s1", [base, {**base, "hypothesis": "h2", "p": math.nan}])
     store.save_verdicts("s1", [{**base, "status": "fail", "message": "worse"}])
     store.save_verdicts("s2", [base])
@@ -210,6 +211,31 @@ def test_verdicts_upsert(store):
     assert first == {**base, "session": "s1", "status": "fail", "message": "worse"}
     assert second["hypothesis"] == "h2" and second["p"] is None  # SQLite stores NaN as NULL
     assert len(store.verdicts("s2")) == 1
+
+
+def _open_and_claim(path: str, seed: int, barrier) -> None:
+    barrier.wait()
+    Store(path).claim("s1", Spec(seed=seed), fingerprint="fp", owner=Owner.current(),
+                      config={})
+
+
+def test_processes_creating_one_store_at_once_all_get_it(tmp_path):
+    """Switching a new store to WAL is not covered by SQLite's busy timeout: processes that
+    open a new store at the same moment got "database is locked" without a retry."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(6):
+        path = str(tmp_path / f"results-{attempt}.db")
+        barrier = context.Barrier(6)
+        children = [context.Process(target=_open_and_claim, args=(path, seed, barrier))
+                    for seed in range(6)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(60)
+        assert [child.exitcode for child in children] == [0] * 6
+        assert len(Store(path).runs("s1")) == 6
 
 
 def test_reconnects_after_fork(store):

@@ -25,16 +25,17 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from harness.core.provenance import host
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -55,10 +56,11 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT NOT NULL, pid INTEGER NOT NULL, worker TEXT NOT NULL, device TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT, versions TEXT NOT NULL, git_commit TEXT,
     inputs TEXT NOT NULL DEFAULT '{}', note TEXT,
+    kind TEXT NOT NULL DEFAULT 'run', resources TEXT NOT NULL DEFAULT '{}',
+    stages TEXT NOT NULL DEFAULT '[]', init TEXT NOT NULL DEFAULT '{}',
     UNIQUE (session, key)
 );
-CREATE INDEX IF NOT EXISTS runs_reuse
-    ON runs (study, tier, knobs, variant, seed, fingerprint, status);
+CREATE INDEX IF NOT EXISTS runs_reuse ON runs (key, status);
 CREATE TABLE IF NOT EXISTS studies (
     session TEXT NOT NULL, study TEXT NOT NULL, options TEXT NOT NULL,
     PRIMARY KEY (session, study));
@@ -66,19 +68,28 @@ CREATE TABLE IF NOT EXISTS verdicts (
     session TEXT NOT NULL, study TEXT NOT NULL, tier TEXT NOT NULL, knobs TEXT NOT NULL,
     hypothesis TEXT NOT NULL, metric TEXT, status TEXT, diff REAL, ci_lo REAL, ci_hi REAL,
     p REAL, p_adj REAL, test TEXT, n INTEGER, message TEXT, mean_a REAL, mean_b REAL,
-    baseline TEXT,
+    baseline TEXT, kind TEXT, detail TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (session, study, tier, knobs, hypothesis)
 );
 """
 
-_JSON_FIELDS = ("knobs", "metrics", "failures", "config", "versions", "inputs")
+_JSON_FIELDS = ("knobs", "metrics", "failures", "config", "versions", "inputs", "resources",
+                "stages", "init")
 # Columns each schema version added to `runs`, with their definitions: opening an older store
 # for writing adds them (reading it fills in their defaults).
 _ADDED_COLUMNS = {2: {"runs": {"inputs": "TEXT NOT NULL DEFAULT '{}'", "note": "TEXT"}},
-                  3: {"verdicts": {"mean_a": "REAL", "mean_b": "REAL", "baseline": "TEXT"}}}
+                  3: {"verdicts": {"mean_a": "REAL", "mean_b": "REAL", "baseline": "TEXT"}},
+                  4: {"runs": {"kind": "TEXT NOT NULL DEFAULT 'run'",
+                               "resources": "TEXT NOT NULL DEFAULT '{}'",
+                               "stages": "TEXT NOT NULL DEFAULT '[]'",
+                               "init": "TEXT NOT NULL DEFAULT '{}'"},
+                      "verdicts": {"kind": "TEXT", "detail": "TEXT NOT NULL DEFAULT '{}'"}}}
+# Indexes each schema version added (an older store gets them when opened for writing).
+_ADDED_INDEXES = {4: ("DROP INDEX IF EXISTS runs_reuse",
+                      "CREATE INDEX IF NOT EXISTS runs_reuse ON runs (key, status)")}
 _VERDICT_FIELDS = ("session", "study", "tier", "knobs", "hypothesis", "metric", "status", "diff",
                    "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
-                   "baseline")
+                   "baseline", "kind", "detail")
 
 
 def _schema_columns() -> dict[str, list[str]]:
@@ -144,7 +155,8 @@ def _disk_full(path: Path) -> bool:
 
 
 class SpecLike(Protocol):
-    """What the store needs of a run spec (harness.core.study.RunSpec has it)."""
+    """What the store needs of a run or stage spec (harness.core.study.RunSpec,
+    harness.core.stages.StageSpec)."""
 
     study: str
     tier: str
@@ -158,6 +170,9 @@ class SpecLike(Protocol):
 
     @property
     def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,10 @@ class RunRecord:
     git_commit: str | None
     inputs: dict[str, str]  # file -> content hash of everything the run read (harness.core.inputs)
     note: str | None  # why the run was computed although --reuse looked for it, or None
+    kind: str = "run"  # "run" | "stage" (an intermediate result runs share: harness.stages)
+    resources: dict = field(default_factory=dict)  # wall_s, peak_rss_mb, ... (core.resources)
+    stages: list = field(default_factory=list)  # the stages a run used: name, id, row, computed
+    init: dict = field(default_factory=dict)  # tensor name -> hash of the initial state
 
 
 def dumps(value: Any) -> str:
@@ -218,7 +237,8 @@ def utc_now() -> str:
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
-    values = {"inputs": "{}", "note": None, **dict(row)}  # columns an older store lacks
+    values = {"inputs": "{}", "note": None, "kind": "run", "resources": "{}", "stages": "[]",
+              "init": "{}", **dict(row)}  # columns an older store lacks
     for name in _JSON_FIELDS:
         values[name] = json.loads(values[name])
     return RunRecord(**values)
@@ -227,6 +247,22 @@ def _record(row: sqlite3.Row) -> RunRecord:
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python number SQLite can bind (others unchanged)."""
     return value.item() if hasattr(value, "item") else value
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. The switch takes an exclusive lock that SQLite does not wait for (no
+    busy handler), so processes opening a new store at once can get "database is locked":
+    retry until the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if error_name(exc) not in ("SQLITE_BUSY", "SQLITE_LOCKED") \
+                    or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -333,7 +369,7 @@ class Store:
                 conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
                 self._version(conn)  # refuse a file that is not ours before changing anything
                 if not self.readonly:
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    _wal(conn)
                     conn.execute("PRAGMA synchronous = NORMAL")
                     self._create_schema(conn)
             except BaseException:  # e.g. a newer schema: every later use must refuse it too
@@ -487,6 +523,8 @@ class Store:
                     for name, definition in columns.items():
                         if name not in have:
                             db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                for statement in _ADDED_INDEXES.get(later, ()):
+                    db.execute(statement)
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # sessions
@@ -557,12 +595,12 @@ class Store:
                 db.execute(
                     "INSERT INTO runs (session, key, study, tier, knobs, variant, seed,"
                     " fingerprint, status, metrics, failures, config, source, host, pid, worker,"
-                    " device, started_at, versions, note) VALUES"
+                    " device, started_at, versions, note, kind) VALUES"
                     " (?, ?, ?, ?, ?, ?, ?, ?, 'running', '{}', '[]', ?, 'run', ?, ?, ?, '', ?,"
-                    " '{}', ?)",
+                    " '{}', ?, ?)",
                     (session, spec.key, spec.study, spec.tier, dumps(dict(spec.knobs)),
                      spec.variant, spec.seed, fingerprint, dumps(config), owner.host, owner.pid,
-                     owner.worker, utc_now(), note))
+                     owner.worker, utc_now(), note, spec.kind))
             elif row.status == "running" and (row.host, row.pid) == (owner.host, owner.pid):
                 # a leftover of this very process (a single-threaded process never waits on
                 # itself): compute it now
@@ -579,15 +617,19 @@ class Store:
 
     def finish(self, row_id: int, *, metrics: Mapping[str, float], failures: list[dict],
                duration: float, device: str, versions: dict, git_commit: str | None,
-               inputs: Mapping[str, str] | None = None) -> RunRecord:
-        """Mark a claimed row done with its results and the inputs it read (a finished row is
-        never changed)."""
+               inputs: Mapping[str, str] | None = None, resources: Mapping[str, Any] | None = None,
+               stages: list[dict] | None = None,
+               init: Mapping[str, str] | None = None) -> RunRecord:
+        """Mark a claimed row done with its results, the inputs it read, the resources it used,
+        the stages it took and its initial state (a finished row is never changed)."""
         self.db.execute(
             "UPDATE runs SET status = 'done', metrics = ?, failures = ?, duration = ?, device = ?,"
-            " versions = ?, git_commit = ?, inputs = ?, finished_at = ?"
-            " WHERE id = ? AND status = 'running'",
+            " versions = ?, git_commit = ?, inputs = ?, resources = ?, stages = ?, init = ?,"
+            " finished_at = ? WHERE id = ? AND status = 'running'",
             (dumps({k: float(v) for k, v in metrics.items()}), dumps(list(failures)), duration,
-             device, dumps(versions), git_commit, dumps(dict(inputs or {})), utc_now(), row_id))
+             device, dumps(versions), git_commit, dumps(dict(inputs or {})),
+             dumps(dict(resources or {})), dumps(list(stages or [])), dumps(dict(init or {})),
+             utc_now(), row_id))
         return self._by_id(row_id)
 
     def fail(self, row_id: int, *, error: str, duration: float) -> RunRecord:
@@ -602,17 +644,16 @@ class Store:
         self.db.execute("DELETE FROM runs WHERE id = ? AND status = 'running'", (row_id,))
 
     def reuse_candidates(self, spec: SpecLike) -> list[RunRecord]:
-        """Finished runs of the same study, tier, knobs, variant and seed that any session
-        computed (not adopted), newest first (by finish time, then row id): the order in which
-        `--reuse` tries them. Whether one may be reused is the caller's check of its inputs.
+        """Finished rows of the same key (study, tier, knobs, variant and seed; for a stage its
+        name and what it depends on) that any session computed (not adopted), newest first (by
+        finish time, then row id): the order in which `--reuse` tries them. Whether one may be
+        reused is the caller's check of its inputs.
 
         Adopted rows are skipped so that `reused_from` always points at the row that computed.
         """
         rows = self.db.execute(
-            "SELECT * FROM runs WHERE study = ? AND tier = ? AND knobs = ? AND variant = ?"
-            " AND seed = ? AND status = 'done' AND source = 'run'"
-            " ORDER BY finished_at DESC, id DESC",
-            (spec.study, spec.tier, dumps(dict(spec.knobs)), spec.variant, spec.seed)).fetchall()
+            "SELECT * FROM runs WHERE key = ? AND status = 'done' AND source = 'run'"
+            " ORDER BY finished_at DESC, id DESC", (spec.key,)).fetchall()
         return [_record(row) for row in rows]
 
     def adopt(self, session: str, record: RunRecord, owner: Owner, *,
@@ -640,11 +681,13 @@ class Store:
                        f" ({', '.join('?' * len(copied))})", tuple(copied.values()))
             return self._get(db, session, record.key)
 
-    def runs(self, session: str | None = None, study: str | None = None) -> list[RunRecord]:
-        """Rows in insertion order, optionally of one session and/or one study."""
+    def runs(self, session: str | None = None, study: str | None = None,
+             kind: str = "run") -> list[RunRecord]:
+        """Rows of `kind` ("run" or "stage") in insertion order, optionally of one session
+        and/or one study."""
         rows = self.db.execute(
             "SELECT * FROM runs WHERE (?1 IS NULL OR session = ?1) AND (?2 IS NULL OR study = ?2)"
-            " ORDER BY id", (session, study)).fetchall()
+            " AND kind = ?3 ORDER BY id", (session, study, kind)).fetchall()
         return [_record(row) for row in rows]
 
     # studies: display options (metric groups, minimized metrics) for reports
@@ -674,12 +717,15 @@ class Store:
                 f"INSERT INTO verdicts ({names}) VALUES ({', '.join('?' * len(_VERDICT_FIELDS))})"
                 f" ON CONFLICT (session, study, tier, knobs, hypothesis) DO UPDATE SET {updates}",
                 [(session, row["study"], row["tier"], dumps(dict(row["knobs"])),
-                  row["hypothesis"], *(_plain(row.get(name)) for name in _VERDICT_FIELDS[5:]))
+                  row["hypothesis"], *(dumps(row.get(name) or {}) if name == "detail"
+                                       else _plain(row.get(name)) for name in _VERDICT_FIELDS[5:]))
                  for row in rows])
 
     def verdicts(self, session: str) -> list[dict]:
         """Verdict rows of `session` in first-saved order, `knobs` decoded."""
         rows = self.db.execute(
             "SELECT * FROM verdicts WHERE session = ? ORDER BY rowid", (session,)).fetchall()
-        older = {"mean_a": None, "mean_b": None, "baseline": None}  # columns an older store lacks
-        return [{**older, **row, "knobs": json.loads(row["knobs"])} for row in map(dict, rows)]
+        older = {"mean_a": None, "mean_b": None, "baseline": None, "kind": None,
+                 "detail": "{}"}  # columns an older store lacks
+        return [{**older, **row, "knobs": json.loads(row["knobs"]),
+                 "detail": json.loads(row.get("detail") or "{}")} for row in map(dict, rows)]

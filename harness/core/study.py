@@ -83,6 +83,8 @@ class RunSpec:
     def id(self) -> str:
         return f"{setting_id(self.tier, self.knobs)}-{self.variant}-seed{self.seed}"
 
+    kind = "run"  # a row of the store's runs table is a run or a stage (core/stages.py)
+
     @property
     def setting(self) -> tuple[str, Knobs]:
         return self.tier, self.knobs
