@@ -8,9 +8,10 @@ levels are compared within it, as variants are compared seed by seed in `stats.d
   ordered alternatives in a randomized complete block design, with p-values from the exact
   permutation distribution of L (the levels' values permuted within each seed independently),
   so ties and quantised metrics are handled exactly.
-* `best` decides which level is best by all pairwise paired comparisons (`stats.decide`),
-  two-sided, Holm-corrected over the pairs: a level is the winner when it beats every other
-  level significantly.
+* `best` decides which level is best from one-sided paired comparisons of the levels
+  (`stats.decide`): the winner beats every other level at alpha / k, the candidates are the
+  levels no level beats at alpha / (k - 1), and a level named in advance is supported when it
+  beats every other at alpha.
 * `adjust_family` corrects a family that mixes trend verdicts with `stats.Verdict`s.
 
 A comparison of two levels (`temperature=0.7 > temperature=1.2`) is a claim like any other
@@ -234,14 +235,14 @@ def _slope(x: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Pair:
-    """One paired comparison of two levels within `best`."""
+    """One paired comparison of two levels within `best` (`stats.decide(a, b, ">")`)."""
 
     a: str
     b: str
     diff: float  # mean over seeds of a - b
-    p: float  # two-sided: 2 * the smaller one-sided p of decide(a, b, ">"), at most 1
-    p_adj: float  # Holm over all pairs of the verdict
-    better: str | None  # the level significantly higher (after Holm), None if neither
+    p_a: float  # one-sided p that a is the better level (higher, or lower when minimizing)
+    p_b: float  # one-sided p that b is the better level; NaN both when d does not vary
+    better: str | None  # the level that puts the other out of the candidates, if any
 
 
 @dataclass(frozen=True)
@@ -258,11 +259,15 @@ class BestVerdict:
     levels: tuple[str, ...]
     means: tuple[float, ...]
     stds: tuple[float, ...]  # ddof=1, per level over seeds
-    winner: str | None  # the level significantly better than every other, if any
-    candidates: tuple[str, ...]  # levels no other level beats significantly
+    winner: str | None  # the level the data single out as better than every other, if any
+    candidates: tuple[str, ...]  # levels no other level beats: a 1 - alpha confidence set
     expect: str | None
     pairs: tuple[Pair, ...]
     reason: str
+
+    @property
+    def k(self) -> int:
+        return len(self.levels)
 
     def message(self, metric: str, knob: str, variant: str) -> str:
         """A readable multi-line account of the verdict, for test reports."""
@@ -280,32 +285,55 @@ class BestVerdict:
                   f"n={self.n})"
                   for level, mean, std in zip(self.levels, self.means, self.stds, strict=True)]
         if self.winner is not None:
-            lines.append(f"  {knob}={self.winner} is significantly better than every other "
-                         f"level")
+            lines.append(f"  {knob}={self.winner} beats every other level (one-sided p < "
+                         f"alpha/k = {self.alpha / self.k:.3g} each)")
         else:
-            lines.append(f"  no level beats all others; not separable from the top: "
-                         f"{', '.join(f'{knob}={c}' for c in self.candidates)}")
+            lines.append(f"  no level beats every other at p < alpha/k = "
+                         f"{self.alpha / self.k:.3g}")
+        lines.append(f"  candidates (no level beats them at p < alpha/(k-1) = "
+                     f"{self.alpha / (self.k - 1):.3g}): "
+                     f"{', '.join(f'{knob}={c}' for c in self.candidates)}")
+        if self.expect is not None:
+            worst = max(self._p_better(self.expect, other) for other in self.levels
+                        if other != self.expect)
+            lines.append(f"  {knob}={self.expect} (named in advance) against every other level: "
+                         f"largest one-sided p {worst:.3g}, supported below alpha "
+                         f"{self.alpha:g}")
         test = "paired t-test" if self.test == "t" else "sign-flip permutation test"
-        lines.append(f"  pairs ({test}, two-sided p, Holm over {len(self.pairs)} pairs, "
-                     f"alpha {self.alpha:g}):")
+        lines.append(f"  pairs ({test}; one-sided p that each is the better):")
         for p in self.pairs:
-            verdict = f"{knob}={p.better} higher" if p.better is not None else "not separated"
-            lines.append(f"    {p.a} - {p.b}: {p.diff:+.4g}, p {p.p:.3g}, adjusted "
-                         f"{p.p_adj:.3g}: {verdict}")
+            verdict = f"{knob}={p.better} better" if p.better is not None else "not separated"
+            lines.append(f"    {p.a} - {p.b}: {p.diff:+.4g}; p({p.a} better) {p.p_a:.3g}, "
+                         f"p({p.b} better) {p.p_b:.3g}; {verdict}")
         if self.reason:
             lines.append(f"  note: {self.reason}")
         return "\n".join(lines)
 
+    def _p_better(self, level: str, other: str) -> float:
+        """One-sided p that `level` is better than `other` (1 when it cannot be tested)."""
+        for p in self.pairs:
+            if (p.a, p.b) in ((level, other), (other, level)):
+                value = p.p_a if p.a == level else p.p_b
+                return 1.0 if math.isnan(value) else value
+        raise KeyError((level, other))
+
 
 def best(values: Mapping[str, Sequence[float]], *, maximize: bool = True, alpha: float = 0.05,
          test: str = "t", expect: str | None = None) -> BestVerdict:
-    """Decide which level gives the best metric, from all pairwise paired comparisons.
+    """Decide which level gives the best metric, from one-sided paired comparisons of levels.
 
-    `values[level]` holds the metric per seed, in the same seed order for every level. Every
-    pair is decided by `stats.decide` (which handles ties and grids) with a two-sided p, and
-    Holm corrects over all k(k-1)/2 pairs, so that with no differences at all a winner is
-    declared with probability at most alpha. The winner is the level significantly better
-    than every other; the candidates are the levels no other level beats significantly.
+    `values[level]` holds the metric per seed, in the same seed order for every level; every
+    pair is compared by `stats.decide` (which handles ties and grids). With k levels:
+
+    * the winner is the level that beats every other one with one-sided p < alpha / k: a level
+      that is not strictly the best is declared with probability at most alpha;
+    * the candidates are the levels that no level beats with p < alpha / (k - 1): they hold
+      every best level with probability at least 1 - alpha;
+    * `expect`, named before the data, is supported when it beats every other level with
+      p < alpha (an intersection-union test, no correction), contradicted when it is no
+      candidate, else inconclusive.
+
+    The union bounds behind these are in docs/statistics.md.
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; expected one of {TESTS}")
@@ -327,47 +355,43 @@ def best(values: Mapping[str, Sequence[float]], *, maximize: bool = True, alpha:
         raise ValueError(f"expect={expect!r} is not one of the levels {list(levels)}")
     expect = None if expect is None else str(expect)
 
-    raw, verdicts = [], []
-    pairs_idx = [(i, j) for i in range(len(levels)) for j in range(i + 1, len(levels))]
-    for i, j in pairs_idx:
-        v = stats.decide(data[levels[i]], data[levels[j]], ">", alpha=alpha, test=test)
-        verdicts.append(v)
-        # NaN (no variation in the differences) stays NaN, out of Holm's family
-        raw.append(float(np.minimum(1.0, 2 * np.minimum(v.p_support, v.p_contradict))))
-    adjusted = stats.holm(raw)
-    beaten: set[str] = set()
-    wins = dict.fromkeys(levels, 0)
-    pairs = []
-    for (i, j), v, p, p_adj in zip(pairs_idx, verdicts, raw, adjusted, strict=True):
-        higher = None
-        if p_adj < alpha:  # NaN (no variation) is never significant
-            higher = levels[i] if v.p_support < v.p_contradict else levels[j]
-        if higher is not None:
-            lower = levels[j] if higher == levels[i] else levels[i]
-            better, worse = (higher, lower) if maximize else (lower, higher)
-            wins[better] += 1
-            beaten.add(worse)
-        pairs.append(Pair(levels[i], levels[j], v.diff, float(p), float(p_adj), higher))
-    top = [level for level in levels if wins[level] == len(levels) - 1]
-    winner = top[0] if top else None
-    candidates = tuple(level for level in levels if level not in beaten)
+    k = len(levels)
+    better = np.ones((k, k))  # better[i, j]: one-sided p that level i is better than level j
+    pairs, flat = [], []
+    for i in range(k):
+        for j in range(i + 1, k):
+            v = stats.decide(data[levels[i]], data[levels[j]], ">", alpha=alpha, test=test)
+            p_i, p_j = ((v.p_support, v.p_contradict) if maximize
+                        else (v.p_contradict, v.p_support))
+            if math.isnan(p_i):
+                flat.append(f"{levels[i]} vs {levels[j]}")
+            else:
+                better[i, j], better[j, i] = p_i, p_j
+            winner_ij = (levels[i] if better[i, j] < alpha / (k - 1) else
+                         levels[j] if better[j, i] < alpha / (k - 1) else None)
+            pairs.append(Pair(levels[i], levels[j], v.diff, p_i, p_j, winner_ij))
+    np.fill_diagonal(better, 0.0)
+    beats_all = [levels[i] for i in range(k) if better[i].max() < alpha / k]
+    winner = beats_all[0] if beats_all else None  # at most one: p_i + p_j >= 1 for a pair
+    candidates = tuple(levels[j] for j in range(k)
+                       if np.delete(better[:, j], j).min() >= alpha / (k - 1))
     if expect is None:
         status = "decided" if winner is not None else "undecided"
-    elif winner == expect:
+    elif better[levels.index(expect)].max() < alpha:
         status = "supported"
     else:
         status = "contradicted" if expect not in candidates else "inconclusive"
 
     reasons = []
-    flat = [f"{levels[i]} vs {levels[j]}" for (i, j), p in zip(pairs_idx, raw, strict=True)
-            if math.isnan(p)]
     if flat:
         reasons.append(f"the paired differences do not vary for {', '.join(flat)}: no test "
                        f"can separate them")
-    floor = 2 * 2.0**-n  # the smallest two-sided p of the exact sign-flip test
-    if test == "permutation" and n <= stats.EXACT_MAX_SEEDS and floor >= alpha:
-        reasons.append(f"the two-sided permutation test cannot reach p < {alpha:g} with {n} "
-                       f"seeds (smallest p = {floor:.3g}); use more seeds or test='t'")
+    floor = 2.0**-n  # the smallest one-sided p of the exact sign-flip test
+    if test == "permutation" and n <= stats.EXACT_MAX_SEEDS and floor >= alpha / k:
+        reasons.append(f"the permutation test's smallest p with {n} seeds is {floor:.3g}: it "
+                       f"cannot decide a winner (p < alpha/k = {alpha / k:.3g})"
+                       + ("" if floor < alpha / (k - 1) else " nor rule out a candidate")
+                       + "; use more seeds or test='t'")
     mean_std = [stats._mean_std(data[level]) for level in levels]
     return BestVerdict(status=status, maximize=maximize, alpha=alpha, test=test, n=n,
                        levels=levels, means=tuple(m for m, _ in mean_std),
@@ -384,8 +408,8 @@ def adjust_family(verdicts: Sequence[stats.Verdict | TrendVerdict | BestVerdict]
     p-values and alpha, so the whole family is corrected by one rule: the `stats.Verdict`s come
     back exactly as `stats.adjust` returns them for this family (family size included), the
     trends with their adjusted p-values and status. A `BestVerdict` is returned unchanged and
-    stays out of the family: it has no single p-value, and its pairs are already corrected
-    (Holm) among themselves.
+    stays out of the family: it has no single p-value, and its winner and candidates are
+    already corrected for its k levels.
     """
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction {method!r}; expected one of {CORRECTIONS}")
