@@ -4,7 +4,7 @@
 
     heads = ablation(variants={"ctc_only": {"parts": ["ctc"]},
                                "combined": {"parts": ["ctc", "ar"]}},
-                     seeds=3, synthetic={"noise_sigma": [0.5, 1.0]})
+                     seeds=3, tiers={"synthetic": {"noise_sigma": [0.5, 1.0]}})
 
     @heads
     def test_heads(run, log):
@@ -15,7 +15,19 @@
     heads.guard("joint/labels/majmin", margin=0.005)   # against --ablation-baseline
 """
 
-from harness.core.study import Guard, Hypothesis, RunSpec, Study, StudyError, ablation
+from harness.core.stages import StageError
+from harness.core.study import (
+    Guard,
+    Hypothesis,
+    KnobClaim,
+    RunSpec,
+    Study,
+    StudyError,
+    Sweep,
+    ablation,
+    sweep,
+)
 
-__all__ = ["Guard", "Hypothesis", "RunSpec", "Study", "StudyError", "ablation"]
+__all__ = ["Guard", "Hypothesis", "KnobClaim", "RunSpec", "StageError", "Study", "StudyError",
+           "Sweep", "ablation", "sweep"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import contextlib
 import copy
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -26,9 +26,11 @@ from harness.core.study import (
     RUN_VALUES,
     Guard,
     Hypothesis,
+    KnobClaim,
     Knobs,
     RunSpec,
     Study,
+    format_value,
     setting_id,
 )
 from harness.session import AblationSession
@@ -55,6 +57,9 @@ class StepLog:
         if self._run._log is not None:
             self._run._log.log(step, **values)
         self._run._session.progress.update(step, values)
+        frame = self._run._session.frame
+        if frame is not None:  # steps/s of the run, or of the stage that trains
+            frame.meter.step(step)
 
     def steps(self, total: int) -> None:
         self._run._session.progress.steps(total)
@@ -67,6 +72,8 @@ class Run:
         run.config, run.knobs                     # merged config (a copy), knob values
         run.device, run.checkpoint                # torch device, a path to resume from
         run.log(step, loss=0.3)                   # per-step metrics
+        run.stage("train", fn, ignore=[...])      # a result shared by runs, computed once
+        run.init_model(build)                     # a seeded fresh model, its init recorded
     """
 
     def __init__(self, session: AblationSession, study: Study, spec: RunSpec) -> None:
@@ -95,6 +102,47 @@ class Run:
         session: an interrupted run resumes from it in the next session as long as code and
         config are unchanged. The folder exists; the file is the body's to write."""
         return self._session.checkpoint_path(self._study, self.spec)
+
+    def stage(self, name: str, compute: Callable[..., Any], *,
+              only: Sequence[str] | None = None, ignore: Sequence[str] = (),
+              per_seed: bool = True, save: Callable[[Any, Path], None] | None = None,
+              load: Callable[[Path], Any] | None = None) -> Any:
+        """An intermediate result this run shares with others, computed once per session:
+
+            state = run.stage("train", lambda: train(run.config).state_dict(),
+                              ignore=["temperature"])     # an eval-only knob
+            emb = run.stage("embed", lambda: embed(data, run.config["embedder"]),
+                            only=["embedder"])            # shared by every classifier
+
+        It is keyed by the tier, the seed (unless `per_seed=False`) and the config it depends
+        on: the keys in `only`, or all but those in `ignore` (never the variant's name: two
+        variants that agree on them share it). `compute` may take a `checkpoint` path to resume
+        from after a crash. The value (dicts, lists, numbers, str, numpy arrays, torch tensors)
+        is stored beside the store without pickle, so that `--reuse` takes it in later
+        sessions like a run; anything else needs `save(value, folder)` and `load(folder)`.
+        """
+        return self._session.stage(self._study, self.spec, name, compute, only=only,
+                                   ignore=ignore, per_seed=per_seed, save=save, load=load)
+
+    def init_model(self, build: Callable[[], Any]) -> Any:
+        """`model = run.init_model(lambda: Model(run.config))`: build the model with torch
+        seeded by the run's seed and record a hash of its initial state, so the tables report
+        variants of one seed that did not start from the same init."""
+        import torch
+
+        torch.manual_seed(self.seed)
+        return self.note_init(build())
+
+    def note_init(self, model: Any) -> Any:
+        """Record the initial state of `model` (an nn.Module or a name -> tensor mapping) built
+        by the body itself; returns it."""
+        from harness.core.initstate import fingerprint_state
+
+        frame = self._session.frame
+        if frame is None:
+            raise RuntimeError("run.note_init is for a run's body, while it computes")
+        frame.init.update(fingerprint_state(model))
+        return model
 
     def value(self, name: str) -> Any:
         """What a body parameter named `name` (one of RUN_VALUES) receives."""
@@ -246,17 +294,11 @@ class ClaimItem(pytest.Function):
         parent: HypothesisCollector = self.parent  # type: ignore[assignment]
         return parent.study, parent.tier, parent.knobs
 
-    def _record(self, rows: list[dict], mine: dict) -> None:
-        """Store the family's verdict rows; this item's statistics become junit properties."""
-        session = self.config.stash[SESSION_KEY]
-        try:
-            session.store.save_verdicts(session.session_id, rows)
-        except StoreError as exc:
-            session.store_errors.append(str(exc))
-            pytest.fail(str(exc), pytrace=False)
+    def _properties(self, mine: dict) -> None:
+        """This item's statistics become junit properties."""
         for key in ("status", "claim", "metric", "diff", "ci_lo", "ci_hi", "p", "p_adj", "test",
                     "n"):
-            self.user_properties.append((f"ablation_{key}", mine[key]))
+            self.user_properties.append((f"ablation_{key}", mine.get(key)))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         path, _, line = self.where.rpartition(":")
@@ -271,17 +313,20 @@ class HypothesisItem(ClaimItem):
         self.hypothesis = hypothesis
 
     def runtest(self) -> None:
+        results, rows = self.parent.decided("hypotheses", self, self._decide)  # type: ignore[union-attr]
+        mine = next(r for r in results if r.hypothesis == self.hypothesis)
+        self._properties(rows[results.index(mine)])
+        if not mine.passed:
+            pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
+
+    def _decide(self) -> tuple[list, list[dict]]:
         study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
         from harness.core.verdicts import decide_setting
 
         results = decide_setting(study, runs, session.seeds(study))
-        rows = [r.row(study.name or "", tier, knobs) for r in results]
-        mine = next(r for r in results if r.hypothesis == self.hypothesis)
-        self._record(rows, rows[results.index(mine)])
-        if not mine.passed:
-            pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
+        return results, [r.row(study.name or "", tier, knobs) for r in results]
 
 
 class GuardItem(ClaimItem):
@@ -293,13 +338,26 @@ class GuardItem(ClaimItem):
         self.guard, self.variant = guard, variant
 
     def runtest(self) -> None:
-        study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         if session.baseline is None:
             raise pytest.skip.Exception(  # reported at the guard's declaration, like a mark
                 "no baseline to compare with: pass --ablation-baseline (a session id, git:REF or "
                 "a results store file) or set the ablation_baseline ini value",
                 _use_item_location=True)
+        results, rows = self.parent.decided("guards", self, self._decide)  # type: ignore[union-attr]
+        mine = next(r for r in results if (r.guard, r.variant) == (self.guard, self.variant))
+        self._properties(rows[results.index(mine)])
+        against = f"against the baseline, {session.baseline.describe()}"
+        if mine.status == "skipped" and not self.config.getoption("ablation_baseline_strict"):
+            raise pytest.skip.Exception(f"{mine.message()} ({against}; "
+                                        "--ablation-baseline-strict fails instead)",
+                                        _use_item_location=True)
+        if mine.status != "supported":
+            pytest.fail(f"{mine.status.upper()} {against}:\n{mine.message()}", pytrace=False)
+
+    def _decide(self) -> tuple[list, list[dict]]:
+        study, tier, knobs = self.setting
+        session = self.config.stash[SESSION_KEY]
         guarded = [v for v in study.variants if any(g.covers([v]) for g in study.guards)]
         runs = obtain_setting(self, study, tier, knobs, guarded)
         from harness.core.baseline import BaselineError, baseline_runs, decide_guards
@@ -310,23 +368,75 @@ class GuardItem(ClaimItem):
             pytest.fail(str(exc), pytrace=False)
         results = decide_guards(study.guards, list(study.variants), runs, before,
                                 session.seeds(study), study.correction)
-        rows = [r.row(study.name or "", tier, knobs, session.baseline) for r in results]
-        mine = next(r for r in results if (r.guard, r.variant) == (self.guard, self.variant))
-        self._record(rows, rows[results.index(mine)])
-        against = f"against the baseline, {session.baseline.describe()}"
-        if mine.status == "skipped" and not self.config.getoption("ablation_baseline_strict"):
-            raise pytest.skip.Exception(f"{mine.message()} ({against}; "
-                                        "--ablation-baseline-strict fails instead)",
-                                        _use_item_location=True)
-        if mine.status != "supported":
-            pytest.fail(f"{mine.status.upper()} {against}:\n{mine.message()}", pytrace=False)
+        return results, [r.row(study.name or "", tier, knobs, session.baseline)
+                         for r in results]
+
+
+class KnobClaimItem(ClaimItem):
+    """One knob claim (compare, trend, best) of one variant over one group of settings."""
+
+    def __init__(self, *, claim: KnobClaim, variant: str, **kwargs: Any) -> None:
+        super().__init__(where=claim.where, **kwargs)
+        self.claim, self.variant = claim, variant
+
+    def runtest(self) -> None:
+        results, rows = self.parent.decided("claims", self, self._decide)  # type: ignore[union-attr]
+        mine = next(r for r in results if (r.claim, r.variant) == (self.claim, self.variant))
+        self._properties(rows[results.index(mine)])
+        if not mine.passed:
+            pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
+
+    def _decide(self) -> tuple[list, list[dict]]:
+        group: KnobClaimCollector = self.parent  # type: ignore[assignment]
+        study, session = group.study, self.config.stash[SESSION_KEY]
+        variants = [v for v in study.variants if any(c.covers([v]) for c in group.claims)]
+        levels = [format_value(dict(knobs)[group.knob]) for knobs in group.members]
+        runs = {level: obtain_setting(self, study, group.tier, knobs, variants)
+                for level, knobs in zip(levels, group.members, strict=True)}
+        from harness.core.verdicts import decide_claims
+
+        results = decide_claims(study, group.claims, levels, runs, session.seeds(study))
+        return results, [r.row(study.name or "", group.tier, group.rest) for r in results]
 
 
 def _claim() -> None:
     """Placeholder callable: a claim item's work is in its runtest."""
 
 
-class HypothesisCollector(pytest.Collector):
+class _Family(pytest.Collector):
+    """A collector whose items' claims form families, each decided once per process (the
+    first item to run decides and stores the whole family; the others read the result)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._decided: dict[str, tuple[list, list[dict]]] = {}
+
+    def decided(self, family: str, item: ClaimItem,
+                decide: Callable[[], tuple[list, list[dict]]]) -> tuple[list, list[dict]]:
+        if family not in self._decided:
+            results, rows = decide()
+            session = item.config.stash[SESSION_KEY]
+            try:
+                session.store.save_verdicts(session.session_id, rows)
+            except StoreError as exc:
+                session.store_errors.append(str(exc))
+                pytest.fail(str(exc), pytrace=False)
+            self._decided[family] = results, rows
+        return self._decided[family]
+
+    def _mark(self, items: list[ClaimItem], marks: list[pytest.Mark], tier: str) -> None:
+        for item in items:
+            for mark in marks:  # the study function's own marks (slow, skipif, ...)
+                item.own_markers.append(mark)
+                item.keywords[mark.name] = mark
+            item.add_marker(pytest.mark.hypothesis)
+            item.add_marker(pytest.mark.ablation)
+            if isinstance(item, GuardItem):
+                item.add_marker(pytest.mark.guard)
+            item.keywords[tier] = True
+
+
+class HypothesisCollector(_Family):
     """`test_study[synthetic-noise_sigma=0.5]`: the hypotheses of one tier and knob setting."""
 
     def __init__(self, *, study: Study, tier: str, knobs: Knobs, marks: list[pytest.Mark],
@@ -343,15 +453,7 @@ class HypothesisCollector(pytest.Collector):
                                         guard=guard, variant=variant)
                   for guard in self.study.guards
                   for variant in guard.covers(list(self.study.variants))]
-        for item in items:
-            for mark in self.marks:  # the study function's own marks (slow, skipif, ...)
-                item.own_markers.append(mark)
-                item.keywords[mark.name] = mark
-            item.add_marker(pytest.mark.hypothesis)
-            item.add_marker(pytest.mark.ablation)
-            if isinstance(item, GuardItem):
-                item.add_marker(pytest.mark.guard)
-            item.keywords[self.tier] = True
+        self._mark(items, self.marks, self.tier)
         return items
 
     def reportinfo(self) -> tuple[str, int | None, str]:
@@ -359,12 +461,50 @@ class HypothesisCollector(pytest.Collector):
         return path, int(line) - 1 if line.isdigit() else None, self.name
 
 
+class KnobClaimCollector(_Family):
+    """`test_study[synthetic-noise=0.5-temperature=*]`: the claims across one knob's values
+    within one group of settings (one tier, the other knobs equal)."""
+
+    def __init__(self, *, study: Study, tier: str, knob: str, rest: Knobs,
+                 members: list[Knobs], claims: list[KnobClaim], marks: list[pytest.Mark],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.study, self.tier, self.knob, self.rest = study, tier, knob, rest
+        self.members, self.claims, self.marks = members, claims, marks
+
+    def collect(self) -> list[ClaimItem]:
+        items: list[ClaimItem] = [
+            KnobClaimItem.from_parent(self, name=claim.label(variant), callobj=_claim,
+                                      claim=claim, variant=variant)
+            for claim in self.claims for variant in claim.covers(list(self.study.variants))]
+        self._mark(items, self.marks, self.tier)
+        return items
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        path, _, line = self.claims[0].where.rpartition(":")
+        return path, int(line) - 1 if line.isdigit() else None, self.name
+
+
 def hypothesis_collectors(parent: pytest.Collector, name: str, obj: Any,
-                          study: Study) -> list[HypothesisCollector]:
+                          study: Study) -> list[_Family]:
+    """The claim collectors of a study function: one per setting for its hypotheses and
+    guards, one per group of settings for each knob's claims."""
     marks = list(getattr(obj, "pytestmark", []))
-    return [HypothesisCollector.from_parent(parent, name=f"{name}[{setting_id(tier, knobs)}]",
-                                            study=study, tier=tier, knobs=knobs, marks=marks)
-            for tier, knobs in study.settings()] if study.hypotheses or study.guards else []
+    found: list[_Family] = [
+        HypothesisCollector.from_parent(parent, name=f"{name}[{setting_id(tier, knobs)}]",
+                                        study=study, tier=tier, knobs=knobs, marks=marks)
+        for tier, knobs in study.settings()] if study.hypotheses or study.guards else []
+    groups: dict[tuple[str, str, Knobs], tuple[list[Knobs], list[KnobClaim]]] = {}
+    for claim in study.claims:
+        for tier, rest, members in study.knob_groups(claim):
+            group = groups.setdefault((tier, claim.knob, rest), (members, []))
+            group[1].append(claim)
+    for (tier, knob, rest), (members, claims) in groups.items():
+        label = f"{setting_id(tier, rest)}-{knob}=*"
+        found.append(KnobClaimCollector.from_parent(
+            parent, name=f"{name}[{label}]", study=study, tier=tier, knob=knob, rest=rest,
+            members=members, claims=claims, marks=marks))
+    return found
 
 
 def run_for(request: pytest.FixtureRequest) -> Run:
@@ -380,4 +520,4 @@ def run_for(request: pytest.FixtureRequest) -> Run:
 
 
 __all__ = ["RUN_ARG", "SESSION_KEY", "ClaimItem", "GuardItem", "HypothesisCollector",
-           "HypothesisItem", "Run"]
+           "HypothesisItem", "KnobClaimCollector", "KnobClaimItem", "Run"]

@@ -302,7 +302,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     declarations = [int(where.rpartition(":")[2])
                     for other in vars(module).values() if isinstance(other, Study)
                     for where in (other.where, *(h.where for h in other.hypotheses),
-                                  *(g.where for g in other.guards))
+                                  *(g.where for g in other.guards),
+                                  *(c.where for c in other.claims))
                     if where.rpartition(":")[0] == module.__file__]
     fixture_files = sorted({inspect.getsourcefile(definitions[-1].func) or "" for definitions in
                             metafunc.definition._fixtureinfo.name2fixturedefs.values()} - {""})

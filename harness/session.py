@@ -8,24 +8,30 @@ whichever process asks for it first.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core import inputs, paths
+from harness.core import inputs, paths, stages
 from harness.core.baseline import Baseline
 from harness.core.metrics import flatten
+from harness.core.resources import Meter
 from harness.core.runs import Computed, RunCoordinator
+from harness.core.stages import StageError
 from harness.core.store import Owner, RunRecord, Store, utc_now
 from harness.core.study import RunSpec, Study, StudyError
 from harness.progress import Progress
+
+Spec = RunSpec | stages.StageSpec  # what the session obtains: a run or a stage
 
 
 def new_session_id() -> str:
@@ -35,12 +41,22 @@ def new_session_id() -> str:
 
 @dataclass(frozen=True)
 class StudyCode:
-    """Where a study's code starts: its module (and the lines of its declarations there), the
-    files that define the fixtures its body uses, and its `code=` entries."""
+    """Where a study's code starts: its module (and the lines of its declarations there) and
+    the files that define the fixtures its body uses (`code=` entries are the study's own)."""
 
     module: str
     declarations: tuple[int, ...]
     fixture_files: tuple[str, ...]
+
+
+@dataclass
+class Frame:
+    """A run or stage being computed: the resources it uses, the stages it takes, the hash of
+    its initial model state (run.init_model)."""
+
+    meter: Meter = dataclasses.field(default_factory=Meter)
+    stages: list[dict] = dataclasses.field(default_factory=list)
+    init: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def config_change(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str | None:
@@ -86,6 +102,7 @@ class AblationSession:
         self._manifests: dict[str, dict[str, str]] = {}
         self._fingerprints: dict[str, str] = {}
         self._dynamic: set[str] = set()  # project modules first imported while a run computed
+        self._frames: list[Frame] = []  # the computations in progress, innermost last
         self.store_errors: list[str] = []  # the store failed: the session reports and stops
         self.baseline: Baseline | None = None  # what the guards compare with
 
@@ -140,7 +157,10 @@ class AblationSession:
         self.store.save_study(self.session_id, study.name,
                               {"tables": study.tables, "minimize": list(study.minimize),
                                "guards": [dataclasses.asdict(g) for g in study.guards],
-                               "correction": study.correction})
+                               "correction": study.correction,
+                               "pivot": list(dict.fromkeys(
+                                   c.metric for c in (*study.hypotheses, *study.claims,
+                                                      *study.guards)))})
 
     def code_manifest(self, study: Study) -> dict[str, str]:
         """{file: hash} of the study's code: its module (declarations masked), the conftest.py
@@ -166,21 +186,28 @@ class AblationSession:
             self._manifests[name] = inputs.manifest(files, self.project, masks)
         return self._manifests[name]
 
-    def fingerprint(self, study: Study, spec: RunSpec) -> str:
-        """Hash of the run's declaration (config, tier, knobs, seed) and its study's code; the
-        same in every process of the session, so a row made from other code is never taken."""
+    def fingerprint(self, study: Study, spec: Spec) -> str:
+        """Hash of the run's (or stage's) declaration (config, tier, knobs, seed) and its
+        study's code; the same in every process of the session, so a row made from other code
+        is never taken."""
         if spec.key not in self._fingerprints:
             declared = {"config": spec.config, "tier": spec.tier, "knobs": dict(spec.knobs),
                         "seed": spec.seed, "code": self.code_manifest(study),
                         "scheme": inputs.HASH_SCHEME}
+            if spec.kind == "stage":
+                declared["stage"] = spec.variant
             text = json.dumps(declared, sort_keys=True, separators=(",", ":"))
             self._fingerprints[spec.key] = hashlib.sha256(text.encode()).hexdigest()[:16]
         return self._fingerprints[spec.key]
 
-    def why_stale(self, study: Study, spec: RunSpec) -> Callable[[RunRecord], str | None]:
-        """Why a stored run of `spec` may not be reused (None: it may), in one line."""
+    def why_stale(self, study: Study, spec: Spec) -> Callable[[RunRecord], str | None]:
+        """Why a stored run (or stage) of `spec` may not be reused (None: it may), in one
+        line."""
 
         def check(row: RunRecord) -> str | None:
+            if row.kind == "stage" and not (
+                    row.artifact and (self.store.path.parent / row.artifact).is_dir()):
+                return "its stored value is gone"
             return (config_change(row.config, spec.config)
                     or inputs.why_changed(row.inputs, self.code_manifest(study), self.project))
 
@@ -190,8 +217,8 @@ class AblationSession:
         """The study's seeds in this session (shifted by --seed-offset)."""
         return [seed + self.seed_offset for seed in study.seeds]
 
-    def checkpoint_path(self, study: Study, spec: RunSpec) -> Path:
-        """Where a run keeps its training checkpoint: beside the store, named by run and
+    def checkpoint_path(self, study: Study, spec: Spec) -> Path:
+        """Where a run (or stage) keeps its training checkpoint: beside the store, named by run and
         fingerprint, so an interrupted run resumes in a later session only with the same code
         and config. Every part is a safe file name, whatever the study and knob names hold."""
         folder = paths.inside(self.store.path.parent / "checkpoints", study.name or "study")
@@ -201,23 +228,104 @@ class AblationSession:
     def obtain(self, study: Study, spec: RunSpec, body: Callable[[], Any],
                on_start: Callable[[], None] | None = None) -> RunRecord:
         """The run's record: from this session, from the store (with reuse), or computed now."""
+
+        def finish(result: Any, frame: Frame) -> Computed:
+            metrics = flatten(result, origin=f"{study.name}[{spec.id}]")
+            return Computed(metrics, list(getattr(result, "failures", []) or []))
+
+        return self._obtain(study, spec, body, finish, on_start)
+
+    def stage(self, study: Study, run: RunSpec, name: str, compute: Callable[..., Any], *,
+              only: Sequence[str] | None = None, ignore: Sequence[str] = (),
+              per_seed: bool = True, save: Callable[[Any, Path], None] | None = None,
+              load: Callable[[Path], Any] | None = None) -> Any:
+        """The value of stage `name` for `run`, computed once per session by whichever process
+        asks first (see core/stages.py); `compute` may take a `checkpoint` path to resume from
+        after a crash. Its use (and its time, when computed now) is recorded with the run."""
+        if not isinstance(name, str) or not name.strip():
+            raise StageError("a stage needs a name, e.g. run.stage('train', ...)")
+        if (save is None) != (load is None):
+            raise StageError(f"stage {name!r}: give both save= and load=, or neither")
+        try:
+            depends = stages.depends_on(run.config, only=only, ignore=ignore)
+        except StageError as exc:
+            raise StageError(f"stage {name!r} of {run.id}: {exc}") from None
+        shown = tuple((k, v) for k, v in run.knobs
+                      if (k in depends if only is not None else k not in ignore))
+        spec = stages.StageSpec(study.name or "", run.tier, name,
+                                run.seed if per_seed else stages.ANY_SEED, depends, shown)
+        wants_checkpoint = "checkpoint" in inspect.signature(compute).parameters
+
+        def body() -> Any:
+            if not wants_checkpoint:
+                return compute()
+            return compute(checkpoint=self.checkpoint_path(study, spec))
+
+        computed: list[bool] = []
+
+        def finish(value: Any, frame: Frame) -> Computed:
+            folder = self.stage_folder(study, spec)
+            writer = save or functools.partial(stages.save, stage=name)
+            stages.replace_folder(folder, lambda tmp: writer(value, tmp))
+            computed.append(True)
+            return Computed({}, artifact=str(folder.relative_to(self.store.path.parent)))
+
+        started = time.perf_counter()
+        record = self._obtain(study, spec, body, finish, None)
+        if self._frames:  # the run (or stage) that asked: its time excludes this one's
+            if not self._frames[-1].init:  # a model built inside the stage is the run's init
+                self._frames[-1].init.update(record.init)
+            self._frames[-1].stages.append(
+                {"name": name, "id": spec.id, "row": record.id, "computed": bool(computed),
+                 "duration": record.duration,
+                 "seconds": time.perf_counter() - started if computed else 0.0})
+        folder = self.store.path.parent / (record.artifact or "")
+        if not record.artifact or not folder.is_dir():
+            raise StageError(f"stage {spec.id}: its stored value ({folder}) is gone; rerun "
+                             "without --reuse to compute it again")
+        return (load or stages.load)(folder)
+
+    def stage_folder(self, study: Study, spec: stages.StageSpec) -> Path:
+        """Where a stage's value is kept: beside the store, named by stage and fingerprint."""
+        return paths.inside(self.store.path.parent / "stages", study.name or "study",
+                            f"{spec.id}-{self.fingerprint(study, spec)}")
+
+    def _obtain(self, study: Study, spec: Spec, body: Callable[[], Any],
+                finish: Callable[[Any, Frame], Computed],
+                on_start: Callable[[], None] | None) -> RunRecord:
+        """Obtain a run or a stage: compute it under a frame that records what it reads, the
+        resources it uses, the stages it takes and its initial state."""
         self._record_session()
 
         def compute() -> Computed:
             if on_start:
                 on_start()
             before = set(sys.modules)
-            with inputs.READS.recording():
-                result = body()
+            frame = Frame()
+            self._frames.append(frame)
+            try:
+                with inputs.READS.recording(), frame.meter:
+                    result = body()
+                computed = finish(result, frame)
+            finally:
+                self._frames.pop()
             self._dynamic |= self._project_modules(set(sys.modules) - before)
-            metrics = flatten(result, origin=f"{study.name}[{spec.id}]")
             read = inputs.manifest(self._dynamic | inputs.READS.files(), self.project)
-            return Computed(metrics, list(getattr(result, "failures", []) or []),
-                            {**read, **self.code_manifest(study)})
+            used = frame.stages
+            return dataclasses.replace(
+                computed, inputs={**read, **self.code_manifest(study)},
+                resources=frame.meter.result(), init=frame.init,
+                stages=[{k: v for k, v in u.items() if k != "seconds"} for u in used],
+                stage_seconds=sum(u["seconds"] for u in used))
 
         return self.coordinator.obtain(spec, fingerprint=self.fingerprint(study, spec),
                                        compute=compute, device=self.device_label,
                                        why_stale=self.why_stale(study, spec))
+
+    @property
+    def frame(self) -> Frame | None:
+        """The run or stage being computed in this process now (the innermost), if any."""
+        return self._frames[-1] if self._frames else None
 
     def _project_modules(self, names: Iterable[str]) -> set[str]:
         """Files of the project modules among `names`, with what they import."""

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.core import provenance
 from harness.core.store import Owner, RunRecord, SpecLike, Store
@@ -41,12 +42,19 @@ class RunConflict(Exception):
 
 @dataclass(frozen=True)
 class Computed:
-    """What computing a run gives: flat metrics, malformed samples, and the inputs it read
-    (file -> content hash), which decide whether a later session may reuse it."""
+    """What computing a run (or a stage) gives: flat metrics, malformed samples, the inputs it
+    read (file -> content hash, which decide whether a later session may reuse it), the
+    resources it used, the stages it took (and the seconds spent computing them, which are
+    theirs, not the run's), its initial model state, and a stage's stored value."""
 
     metrics: dict[str, float]
     failures: list[dict] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict] = field(default_factory=list)
+    stage_seconds: float = 0.0
+    init: dict[str, str] = field(default_factory=dict)
+    artifact: str | None = None
 
 
 class RunCoordinator:
@@ -117,10 +125,12 @@ class RunCoordinator:
         start = time.perf_counter()
         try:
             result = compute()
+            own = time.perf_counter() - start - result.stage_seconds
             return self.store.finish(row.id, metrics=result.metrics, failures=result.failures,
-                                     duration=time.perf_counter() - start, device=device,
-                                     versions=self.versions, git_commit=self.git_commit,
-                                     inputs=result.inputs)
+                                     duration=own, device=device, versions=self.versions,
+                                     git_commit=self.git_commit, inputs=result.inputs,
+                                     resources=result.resources, stages=result.stages,
+                                     init=result.init, artifact=result.artifact)
         except Exception:  # from compute, or results that cannot be stored (non-float metrics)
             self.store.fail(row.id, error=traceback.format_exc(),
                             duration=time.perf_counter() - start)

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL, finished_at TEXT, versions TEXT NOT NULL, git_commit TEXT,
     inputs TEXT NOT NULL DEFAULT '{}', note TEXT,
     kind TEXT NOT NULL DEFAULT 'run', resources TEXT NOT NULL DEFAULT '{}',
-    stages TEXT NOT NULL DEFAULT '[]', init TEXT NOT NULL DEFAULT '{}',
+    stages TEXT NOT NULL DEFAULT '[]', init TEXT NOT NULL DEFAULT '{}', artifact TEXT,
     UNIQUE (session, key)
 );
 CREATE INDEX IF NOT EXISTS runs_reuse ON runs (key, status);
@@ -82,7 +82,7 @@ _ADDED_COLUMNS = {2: {"runs": {"inputs": "TEXT NOT NULL DEFAULT '{}'", "note": "
                   4: {"runs": {"kind": "TEXT NOT NULL DEFAULT 'run'",
                                "resources": "TEXT NOT NULL DEFAULT '{}'",
                                "stages": "TEXT NOT NULL DEFAULT '[]'",
-                               "init": "TEXT NOT NULL DEFAULT '{}'"},
+                               "init": "TEXT NOT NULL DEFAULT '{}'", "artifact": "TEXT"},
                       "verdicts": {"kind": "TEXT", "detail": "TEXT NOT NULL DEFAULT '{}'"}}}
 # Indexes each schema version added (an older store gets them when opened for writing).
 _ADDED_INDEXES = {4: ("DROP INDEX IF EXISTS runs_reuse",
@@ -224,6 +224,7 @@ class RunRecord:
     resources: dict = field(default_factory=dict)  # wall_s, peak_rss_mb, ... (core.resources)
     stages: list = field(default_factory=list)  # the stages a run used: name, id, row, computed
     init: dict = field(default_factory=dict)  # tensor name -> hash of the initial state
+    artifact: str | None = None  # a stage's stored value: its folder, relative to the store's
 
 
 def dumps(value: Any) -> str:
@@ -238,7 +239,7 @@ def utc_now() -> str:
 
 def _record(row: sqlite3.Row) -> RunRecord:
     values = {"inputs": "{}", "note": None, "kind": "run", "resources": "{}", "stages": "[]",
-              "init": "{}", **dict(row)}  # columns an older store lacks
+              "init": "{}", "artifact": None, **dict(row)}  # columns an older store lacks
     for name in _JSON_FIELDS:
         values[name] = json.loads(values[name])
     return RunRecord(**values)
@@ -618,18 +619,18 @@ class Store:
     def finish(self, row_id: int, *, metrics: Mapping[str, float], failures: list[dict],
                duration: float, device: str, versions: dict, git_commit: str | None,
                inputs: Mapping[str, str] | None = None, resources: Mapping[str, Any] | None = None,
-               stages: list[dict] | None = None,
-               init: Mapping[str, str] | None = None) -> RunRecord:
+               stages: list[dict] | None = None, init: Mapping[str, str] | None = None,
+               artifact: str | None = None) -> RunRecord:
         """Mark a claimed row done with its results, the inputs it read, the resources it used,
         the stages it took and its initial state (a finished row is never changed)."""
         self.db.execute(
             "UPDATE runs SET status = 'done', metrics = ?, failures = ?, duration = ?, device = ?,"
             " versions = ?, git_commit = ?, inputs = ?, resources = ?, stages = ?, init = ?,"
-            " finished_at = ? WHERE id = ? AND status = 'running'",
+            " artifact = ?, finished_at = ? WHERE id = ? AND status = 'running'",
             (dumps({k: float(v) for k, v in metrics.items()}), dumps(list(failures)), duration,
              device, dumps(versions), git_commit, dumps(dict(inputs or {})),
              dumps(dict(resources or {})), dumps(list(stages or [])), dumps(dict(init or {})),
-             utc_now(), row_id))
+             artifact, utc_now(), row_id))
         return self._by_id(row_id)
 
     def fail(self, row_id: int, *, error: str, duration: float) -> RunRecord:

@@ -139,6 +139,105 @@ class Guard:
         return [v for v in variants if not self.variants or v in self.variants]
 
 
+class Sweep:
+    """One knob at a time around a base setting (a tier's knobs, instead of a grid):
+
+        tiers={"synthetic": sweep({"lr": [1e-4, 1e-2], "dropout": [0.0, 0.3]},
+                                  base={"lr": 1e-3, "dropout": 0.1})}
+
+    gives the base setting, then each swept value with every other knob at its base value:
+    5 settings where the grid would have 9. Every setting names all its knobs in its id.
+    """
+
+    def __init__(self, values: Mapping[str, Sequence[Any]], *, base: Mapping[str, Any]):
+        self.values = {knob: list(v) if isinstance(v, list | tuple) else v
+                       for knob, v in dict(values).items()}
+        self.base = dict(base)
+
+    @property
+    def knobs(self) -> dict[str, list[Any]]:
+        """Every value each knob takes: its base value first, then its swept ones."""
+        return {knob: [self.base[knob], *[v for v in self.values.get(knob, [])
+                                          if format_value(v) != format_value(self.base[knob])]]
+                for knob in self.base}
+
+    def settings(self) -> Iterator[Knobs]:
+        base = tuple(self.base.items())
+        yield base
+        for knob, values in self.knobs.items():
+            for value in values[1:]:
+                yield tuple((k, value if k == knob else v) for k, v in base)
+
+
+def sweep(values: Mapping[str, Sequence[Any]], *, base: Mapping[str, Any]) -> Sweep:
+    """One-at-a-time knobs for a tier: see `Sweep`."""
+    return Sweep(values, base=base)
+
+
+CLAIM_KINDS = ("compare", "trend", "best")
+DIRECTIONS = ("increases", "decreases")
+
+
+@dataclass(frozen=True)
+class KnobClaim:
+    """A claim across the values of one knob, for each of `variants` (all when empty), decided
+    over the runs of one tier whose other knobs are equal, paired by seed:
+
+    - compare: `temperature=0.7 > temperature=1.2` (`a`, `op`, `b` are value texts), decided
+      like a hypothesis between variants;
+    - trend: the metric increases (or decreases) with the knob's values in their order;
+    - best: which value is best, the winner only when it beats every other (`expect`: claim
+      that it is this value).
+    """
+
+    kind: str
+    knob: str
+    metric: str
+    op: str = ""
+    a: str = ""
+    b: str = ""
+    direction: str = ""
+    expect: str | None = None
+    margin: float = 0.0
+    alpha: float = 0.05
+    test: str = "t"
+    variants: tuple[str, ...] = ()
+    name: str = ""
+    where: str = ""
+
+    def label(self, variant: str) -> str:
+        """`combined:temperature=0.7>temperature=1.2[acc]`, `combined:increases_with(frac)[acc]`,
+        `combined:best(label_smoothing)[acc]`."""
+        if self.name:
+            return f"{variant}:{self.name}"
+        what = {"compare": f"{self.knob}={self.a}{self.op}{self.knob}={self.b}",
+                "trend": f"{self.direction}_with({self.knob})",
+                "best": f"best({self.knob})"}[self.kind]
+        return f"{variant}:{what}[{self.metric}]"
+
+    @property
+    def text(self) -> str:
+        """The claim in words, for tables."""
+        if self.kind == "compare":
+            return f"{self.knob}={self.a} {self.op} {self.knob}={self.b}"
+        if self.kind == "trend":
+            return f"{self.metric} {self.direction} with {self.knob}"
+        return f"best {self.knob}" + (f" is {self.expect}" if self.expect is not None else "")
+
+    def needs(self, values: Sequence[str]) -> bool:
+        """Whether a group of settings with these knob values (texts) can decide the claim."""
+        if self.kind == "compare":
+            return self.a in values and self.b in values
+        return len(values) >= 2
+
+    def covers(self, variants: Sequence[str]) -> list[str]:
+        return [v for v in variants if not self.variants or v in self.variants]
+
+
+_KNOB_SIDE = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*([^\s<>=]+)\s*$")
+_KNOB_CLAIM = re.compile(r"^(.*?)\s*(>=|<=|==|>|<)\s*(.*)$")
+
+
 def parse_hypothesis(expr: str, **options: Any) -> Hypothesis:
     """Parse `"combined >= ctc_only"` into a Hypothesis (validated later against the study)."""
     match = _HYPOTHESIS.match(expr) if isinstance(expr, str) else None
@@ -193,6 +292,7 @@ class Study:
         self.where = where or _caller()
         self.name = name
         self.explicit_name = name is not None
+        self.sweeps: dict[str, Sweep] = {}  # tiers whose knobs vary one at a time
         self.variants = self._check_variants(variants)
         self.seeds = self._check_seeds(seeds)
         self.tiers = self._check_tiers(tiers if tiers is not None else {DEFAULT_TIER: {}})
@@ -211,6 +311,7 @@ class Study:
         self.code = tuple(code)
         self.hypotheses: list[Hypothesis] = []
         self.guards: list[Guard] = []
+        self.claims: list[KnobClaim] = []
         self.function: Callable[..., Any] | None = None
         for variant, overrides in self.variants.items():
             for tier, knobs in self.tiers.items():
@@ -258,8 +359,13 @@ class Study:
         for tier, knobs in tiers.items():
             if not isinstance(tier, str) or not re.fullmatch(r"[A-Za-z_]\w*", tier):
                 self._fail(f"tier name {tier!r} must be an identifier")
+            if isinstance(knobs, Sweep):
+                self._check_sweep(tier, knobs)
+                self.sweeps[tier] = knobs
+                knobs = knobs.knobs
             if not isinstance(knobs, Mapping):
-                self._fail(f"tier {tier!r}: knobs must be a dict of name -> list of values")
+                self._fail(f"tier {tier!r}: knobs must be a dict of name -> list of values, "
+                           "or sweep(...)")
             for knob, values in knobs.items():
                 if not isinstance(values, list | tuple) or not values:
                     self._fail(f"tier {tier!r}: knob {knob!r} must be a non-empty list of values, "
@@ -270,11 +376,29 @@ class Study:
             checked[tier] = {knob: list(values) for knob, values in knobs.items()}
         return checked
 
+    def _check_sweep(self, tier: str, swept: Sweep) -> None:
+        if not swept.base:
+            self._fail(f"tier {tier!r}: sweep(...) needs base={{knob: value, ...}}, the setting "
+                       "every knob is varied around")
+        unbased = [k for k in swept.values if k not in swept.base]
+        if unbased:
+            self._fail(f"tier {tier!r}: sweep(...) varies {unbased} but base= gives them no "
+                       f"value; add them to base=")
+        for knob, values in swept.values.items():
+            if not isinstance(values, list) or not values:
+                self._fail(f"tier {tier!r}: swept knob {knob!r} needs a non-empty list of "
+                           f"values, got {values!r}")
+
     # -- declaration ------------------------------------------------------------------------
 
     def expect(self, expr: str, *, metric: str, margin: float = 0.0, alpha: float = 0.05,
-               test: str = "t", name: str | None = None) -> Hypothesis:
+               test: str = "t", name: str | None = None,
+               variants: Sequence[str] | None = None) -> Hypothesis | KnobClaim:
         """Declare a hypothesis: `expect("combined >= ctc_only", metric="joint/labels/majmin")`.
+
+        Between two values of a knob, for each variant (or those in `variants`), paired by
+        seed within each group of settings whose other knobs agree:
+        `expect("temperature=0.7 > temperature=1.2", metric="acc")`.
 
         `>` is superiority by `margin`, `>=` non-inferiority within `margin` (> 0), `==`
         equivalence within `margin` (two one-sided tests); `==` with margin 0 claims the two
@@ -282,6 +406,15 @@ class Study:
         docs/statistics.md.
         """
         where = _caller()
+        sides = _KNOB_CLAIM.match(expr) if isinstance(expr, str) else None
+        if sides and _KNOB_SIDE.match(sides.group(1)) and _KNOB_SIDE.match(sides.group(3)):
+            return self._knob_comparison(expr, sides.groups(), metric=metric, margin=margin,
+                                         alpha=alpha, test=test, name=name, variants=variants,
+                                         where=where)
+        if variants is not None:
+            self._fail(f"hypothesis {expr!r}: variants= is for claims across knob values "
+                       f"('temperature=0.7 > temperature=1.2'); this one names its variants",
+                       where)
         try:
             hyp = parse_hypothesis(expr, metric=metric, margin=float(margin), alpha=float(alpha),
                                    test=test, name=name or "", where=where)
@@ -315,6 +448,105 @@ class Study:
             self._fail(f"duplicate hypothesis {hyp.label!r}; give one a name=...", where)
         self.hypotheses.append(hyp)
         return hyp
+
+    def _knob_comparison(self, expr: str, sides: tuple[str, str, str], *, metric: str,
+                         margin: float, alpha: float, test: str, name: str | None,
+                         variants: Sequence[str] | None, where: str) -> KnobClaim:
+        left, op, right = sides
+        (knob, a), (other, b) = (_KNOB_SIDE.match(side).groups()  # type: ignore[union-attr]
+                                 for side in (left, right))
+        if knob != other:
+            self._fail(f"claim {expr!r} compares two knobs ({knob}, {other}); compare two "
+                       f"values of one knob, e.g. '{knob}=... > {knob}=...'", where)
+        values = self._knob_values(knob, f"claim {expr!r}", where)
+        for value in (a, b):
+            if value not in values:
+                self._fail(f"claim {expr!r}: {knob}={value} is not a value of knob {knob!r} "
+                           f"(its values: {', '.join(values)})", where)
+        if a == b:
+            self._fail(f"claim {expr!r} compares {knob}={a} with itself", where)
+        claim = KnobClaim("compare", knob, metric, op=op, a=a, b=b, margin=float(margin),
+                          alpha=float(alpha), test=test, name=name or "", where=where,
+                          variants=self._claim_variants(variants, expr, where))
+        self._check_claim_options(claim, expr, where)
+        if op in (">=", "<=") and claim.margin == 0:
+            self._fail(f"claim {expr!r}: '{op}' is non-inferiority within a margin: give "
+                       f"margin > 0, or write '{op[0]}'", where)
+        return self._add_claim(claim, where)
+
+    def trend(self, knob: str, *, metric: str, direction: str = "increases",
+              alpha: float = 0.05, variants: Sequence[str] | None = None,
+              name: str | None = None) -> KnobClaim:
+        """Declare that `metric` increases (or decreases) with an ordered knob, for each
+        variant (or those in `variants`): `study.trend("data_fraction", metric="acc")`.
+
+        The knob's values are taken in their numeric order (declared order when they are not
+        all numbers); Page's test over seeds decides it (docs/statistics.md).
+        """
+        where = _caller()
+        if direction not in DIRECTIONS:
+            self._fail(f"trend {knob!r}: direction={direction!r}; choose one of "
+                       f"{', '.join(DIRECTIONS)}", where)
+        self._knob_values(knob, f"trend {knob!r}", where)
+        claim = KnobClaim("trend", knob, metric, direction=direction, alpha=float(alpha),
+                          name=name or "", where=where,
+                          variants=self._claim_variants(variants, knob, where))
+        self._check_claim_options(claim, knob, where)
+        return self._add_claim(claim, where)
+
+    def best(self, knob: str, *, metric: str, expect: Any = None, alpha: float = 0.05,
+             test: str = "t", variants: Sequence[str] | None = None,
+             name: str | None = None) -> KnobClaim:
+        """Ask which value of `knob` is best on `metric`, for each variant (or those in
+        `variants`): the winner only when it beats every other value (all pairs tested, Holm),
+        else the values that cannot be separated. The item passes with the answer; with
+        `expect=value` it claims that value wins and fails unless supported.
+        """
+        where = _caller()
+        values = self._knob_values(knob, f"best {knob!r}", where)
+        expected = None if expect is None else format_value(expect)
+        if expected is not None and expected not in values:
+            self._fail(f"best {knob!r}: expect={expect!r} is not one of its values "
+                       f"({', '.join(values)})", where)
+        claim = KnobClaim("best", knob, metric, expect=expected, alpha=float(alpha), test=test,
+                          name=name or "", where=where,
+                          variants=self._claim_variants(variants, knob, where))
+        self._check_claim_options(claim, knob, where)
+        return self._add_claim(claim, where)
+
+    def _knob_values(self, knob: str, what: str, where: str) -> list[str]:
+        """The texts of a knob's values over all tiers; a knob no tier has is an error."""
+        values = [format_value(v) for knobs in self.tiers.values() for v in knobs.get(knob, [])]
+        if not values:
+            known = sorted({k for knobs in self.tiers.values() for k in knobs})
+            self._fail(f"{what}: no tier has a knob {knob!r} (knobs: "
+                       f"{', '.join(known) or 'none'})", where)
+        return list(dict.fromkeys(values))
+
+    def _claim_variants(self, variants: Sequence[str] | None, what: str,
+                        where: str) -> tuple[str, ...]:
+        unknown = [v for v in variants or () if v not in self.variants]
+        if unknown or isinstance(variants, str):
+            self._fail(f"{what}: variants= names {unknown or variants!r}, not a list of the "
+                       f"study's variants ({', '.join(self.variants)})", where)
+        return tuple(variants or ())
+
+    def _check_claim_options(self, claim: KnobClaim, what: str, where: str) -> None:
+        if not isinstance(claim.metric, str) or not claim.metric.strip("/"):
+            self._fail(f"{what}: metric must be a path like 'joint/labels/majmin'", where)
+        if claim.test not in TESTS:
+            self._fail(f"{what}: unknown test {claim.test!r}; choose one of {', '.join(TESTS)}",
+                       where)
+        if not 0 < claim.alpha < 0.5:
+            self._fail(f"{what}: alpha={claim.alpha} must lie in (0, 0.5)", where)
+        if not (claim.margin >= 0 and claim.margin < float("inf")):
+            self._fail(f"{what}: margin={claim.margin} must be a finite number >= 0", where)
+
+    def _add_claim(self, claim: KnobClaim, where: str) -> KnobClaim:
+        if any(c.label("") == claim.label("") for c in self.claims):
+            self._fail(f"duplicate claim {claim.label('')!r}; give one a name=...", where)
+        self.claims.append(claim)
+        return claim
 
     def guard(self, metric: str, *, margin: float, alpha: float = 0.05, test: str = "t",
               variants: Sequence[str] | None = None) -> Guard:
@@ -387,6 +619,10 @@ class Study:
         for name, knobs in self.tiers.items():
             if tier is not None and name != tier:
                 continue
+            if name in self.sweeps:
+                for setting in self.sweeps[name].settings():
+                    yield name, setting
+                continue
             for values in itertools.product(*knobs.values()):
                 yield name, tuple(zip(knobs, values, strict=True))
 
@@ -408,10 +644,34 @@ class Study:
                 for v in self.variants if variants is None or v in variants
                 for s in self.seeds]
 
+    def knob_groups(self, claim: KnobClaim) -> list[tuple[str, Knobs, list[Knobs]]]:
+        """Where a knob claim is decided: (tier, the other knobs, the group's settings in knob
+        order) for every group of settings of one tier whose other knobs agree and whose
+        values of the claim's knob can decide it."""
+        groups: dict[tuple[str, Knobs], list[Knobs]] = {}
+        for tier, knobs in self.settings():
+            if claim.knob in dict(knobs):
+                rest = tuple((k, v) for k, v in knobs if k != claim.knob)
+                groups.setdefault((tier, rest), []).append(knobs)
+        out = []
+        for (tier, rest), members in groups.items():
+            members = _ordered(members, claim.knob)
+            if claim.needs([format_value(dict(m)[claim.knob]) for m in members]):
+                out.append((tier, rest, members))
+        return out
+
     def hypothesis_variants(self) -> list[str]:
         """Variants the hypotheses need, in declaration order: the runs a verdict depends on."""
         used = {v for h in self.hypotheses for v in (h.a, h.b)}
         return [v for v in self.variants if v in used]
+
+
+def _ordered(settings: list[Knobs], knob: str) -> list[Knobs]:
+    """Settings by the knob's value: numeric order when all are numbers, else as declared."""
+    values = [dict(s)[knob] for s in settings]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return sorted(settings, key=lambda s: dict(s)[knob])
+    return settings
 
 
 OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "minimize", "code")

@@ -12,8 +12,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.core.knobstats import BestVerdict, TrendVerdict, adjust_family, best, trend
+from harness.core.metrics import lower_is_better
 from harness.core.stats import Verdict, adjust, decide
-from harness.core.study import Hypothesis, Knobs, Study, parse_hypothesis, setting_id
+from harness.core.study import Hypothesis, KnobClaim, Knobs, Study, parse_hypothesis, setting_id
 
 # (variant, seed) -> the run's flat metrics, or the reason it has none
 RunMetrics = Mapping[tuple[str, int], Mapping[str, float] | str]
@@ -49,7 +51,8 @@ class HypothesisResult:
             "diff": v.diff if v else None, "ci_lo": v.ci[0] if v else None,
             "ci_hi": v.ci[1] if v else None, "p": v.p_support if v else None,
             "p_adj": v.p_support_adj if v else None, "test": h.test, "n": v.n if v else 0,
-            "message": self.message(),
+            "message": self.message(), "mean_a": v.mean_a if v else None,
+            "mean_b": v.mean_b if v else None, "kind": "hypothesis",
         }
 
 
@@ -123,3 +126,100 @@ class SettingResults:
         hyp = parse_hypothesis(expr, metric=metric, margin=margin, alpha=alpha, test=test)
         a, b = self.values(hyp.a, metric), self.values(hyp.b, metric)
         return HypothesisResult(hyp, decide(a, b, hyp.op, margin=margin, alpha=alpha, test=test))
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """A knob claim for one variant over one group of settings (its knob's levels)."""
+
+    claim: KnobClaim
+    variant: str
+    levels: tuple[str, ...]
+    verdict: Verdict | TrendVerdict | BestVerdict | None
+    error: str = ""
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status if self.verdict else "error"
+
+    @property
+    def passed(self) -> bool:
+        """Supported; an open `best` question passes with its answer, decided or not."""
+        if self.claim.kind == "best" and self.claim.expect is None:
+            return self.verdict is not None
+        return self.status == "supported"
+
+    def message(self) -> str:
+        c, v = self.claim, self.verdict
+        if v is None:
+            return f"{self.variant}: {c.text} on {c.metric}: cannot be decided: {self.error}"
+        if isinstance(v, Verdict):
+            return v.message(f"{self.variant}[{c.knob}={c.a}]", f"{self.variant}[{c.knob}={c.b}]",
+                             c.metric)
+        return v.message(c.metric, c.knob, self.variant)
+
+    def row(self, study: str, tier: str, knobs: Knobs) -> dict:
+        """A flat record for the store and the tables; `knobs` are the group's other knobs."""
+        c, v = self.claim, self.verdict
+        detail: dict = {"knob": c.knob, "variant": self.variant, "claim": c.text,
+                        "levels": list(self.levels)}
+        row = {"study": study, "tier": tier, "knobs": dict(knobs),
+               "setting": setting_id(tier, knobs), "hypothesis": c.label(self.variant),
+               "claim": c.text, "metric": c.metric, "margin": c.margin, "alpha": c.alpha,
+               "status": self.status, "diff": None, "ci_lo": None, "ci_hi": None, "p": None,
+               "p_adj": None, "test": c.test, "n": v.n if v else 0, "message": self.message(),
+               "mean_a": None, "mean_b": None, "kind": c.kind, "detail": detail}
+        if isinstance(v, Verdict):
+            row.update(diff=v.diff, ci_lo=v.ci[0], ci_hi=v.ci[1], p=v.p_support,
+                       p_adj=v.p_support_adj, mean_a=v.mean_a, mean_b=v.mean_b)
+        elif isinstance(v, TrendVerdict):
+            row.update(diff=v.rho, p=v.p_support, p_adj=v.p_support_adj, test="page")
+            detail.update(levels=list(v.levels), means=list(v.means), rho=v.rho,
+                          slope=v.slope)
+        elif isinstance(v, BestVerdict):
+            detail.update(levels=list(v.levels), means=list(v.means), winner=v.winner,
+                          candidates=list(v.candidates), expect=v.expect)
+        return row
+
+
+def decide_claims(study: Study, claims: Sequence[KnobClaim], levels: Sequence[str],
+                  runs: Mapping[str, RunMetrics], seeds: Sequence[int]) -> list[ClaimResult]:
+    """Every claim of one knob over one group of settings, for each variant it covers: `runs`
+    maps each level (the knob's value as text, in knob order) to that setting's runs. The
+    compare and trend claims form the family for the study's correction; a `best` question
+    corrects for its own levels."""
+    results: list[ClaimResult] = []
+    for claim in claims:
+        for variant in claim.covers(list(study.variants)):
+            values: dict[str, list[float]] = {}
+            problem = ""
+            for level in (claim.a, claim.b) if claim.kind == "compare" else levels:
+                found = seed_values(runs[level], seeds, variant, claim.metric)
+                if isinstance(found, str):
+                    problem = f"{claim.knob}={level}: {found}"
+                    break
+                values[level] = found
+            if problem:
+                results.append(ClaimResult(claim, variant, tuple(levels), None, problem))
+                continue
+            results.append(ClaimResult(claim, variant, tuple(levels),
+                                       _decide_claim(claim, values, study.minimize)))
+    decided = [i for i, r in enumerate(results) if r.verdict is not None]
+    adjusted = adjust_family([results[i].verdict for i in decided],  # type: ignore[misc]
+                             method=study.correction)
+    for i, verdict in zip(decided, adjusted, strict=True):
+        results[i] = ClaimResult(results[i].claim, results[i].variant, results[i].levels,
+                                 verdict)
+    return results
+
+
+def _decide_claim(claim: KnobClaim, values: Mapping[str, list[float]],
+                  minimize: Sequence[str]) -> Verdict | TrendVerdict | BestVerdict:
+    if claim.kind == "compare":
+        return decide(values[claim.a], values[claim.b], claim.op, margin=claim.margin,
+                      alpha=claim.alpha, test=claim.test)
+    if claim.kind == "trend":
+        return trend(list(values.values()), levels=list(values), direction=claim.direction,
+                     alpha=claim.alpha)
+    return best(values, maximize=not lower_is_better(claim.metric, tuple(minimize)),
+                alpha=claim.alpha, test=claim.test, expect=claim.expect)
