@@ -16,13 +16,24 @@ many studies (alpha 0.05, no correction):
   `expect` naming the last level: false support, or power. Next to it, the power of the
   first design, all pairs two-sided with Holm over the k(k-1)/2 pairs.
 
+With --plugin it calibrates through the plugin instead: toy A/A studies (and one with a
+planted trend) declaring study.trend, study.best (with and without expect) and a knob
+comparison run in pytest sessions of throwaway projects, and the verdicts are counted from
+the store; that table goes into its own section.
+
     python benchmarks/calibrate_knobs.py [--studies 2000] [--seed 0]
+    python benchmarks/calibrate_knobs.py --plugin [--reps 300] [--chunk 300] [--workers 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections import Counter
@@ -167,12 +178,165 @@ def best_cases(k: int) -> list[tuple[str, np.ndarray]]:
             (f"last level +{BEST_GAP:g} SD", ahead)]
 
 
+# --- through the plugin ---------------------------------------------------------------------
+
+PLUGIN_BEGIN = "<!-- knob-plugin-calibration:begin -->"
+PLUGIN_END = "<!-- knob-plugin-calibration:end -->"
+STORE = Path(".ablation") / "results.sqlite"
+WORKDIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # runs write small files
+LEVEL_ORDER = [2, 0, 3, 1]  # declared out of order: the plugin must sort them numerically
+# the study's claims: store label -> the column it fills
+CLAIMS = {"a:increases_with(level)[m]": "trend", "a:best(level)[m]": "best",
+          "a:best_is_3": "expect", "a:level=1>level=0[m]": "compare"}
+LABEL = {column: label for label, column in CLAIMS.items()}
+
+
+@dataclass(frozen=True)
+class PluginCell:
+    """One toy study: variant a, `seeds` seeds, knob level 0..3 and a `rep` knob that makes
+    many independent groups; the metric rises by `step` run noise SDs per level."""
+
+    kind: Kind
+    seeds: int
+    step: float = 0.0
+
+    def module(self, reps: range) -> str:
+        metric = (f"0.8 + 0.05 * shared + {self.kind.own!r} * own + "
+                  f"{self.step * self.kind.own!r} * level")
+        if self.kind.decimals is not None:
+            metric = f"round({metric}, {self.kind.decimals})"
+        return "\n".join([
+            "import random",
+            "",
+            "from harness import ablation",
+            "",
+            f"study = ablation(variants={{'a': {{}}}}, seeds={self.seeds}, correction='none',",
+            f"                 tiers={{'t': {{'rep': list(range({reps.start}, {reps.stop})), "
+            f"'level': {LEVEL_ORDER!r}}}}})",
+            "study.trend('level', metric='m', direction='increases')",
+            "study.best('level', metric='m')",
+            "study.best('level', metric='m', expect=3, name='best_is_3')",
+            "study.expect('level=1 > level=0', metric='m')",
+            "",
+            "",
+            "@study",
+            "def test_knobs(run):",
+            "    rep, level = run.config['rep'], run.config['level']",
+            "    shared = random.Random(f'{rep}-{run.seed}').gauss(0, 1)  # one per seed: paired",
+            "    own = random.Random(f'{rep}-{run.seed}-{level}').gauss(0, 1)",
+            f"    return {{'m': {metric}}}",
+            "",
+        ])
+
+
+def run_chunk(cell: PluginCell, reps: range, workers: int, root: Path | None) -> list[tuple]:
+    """Run the cell's study over groups `reps` in a fresh project; its (label, status) rows."""
+    project = Path(tempfile.mkdtemp(prefix="calibrate-knobs-", dir=root))
+    try:
+        (project / "pytest.ini").write_text("[pytest]\n")
+        (project / "test_knob_cell.py").write_text(cell.module(reps))
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=no",
+                   "-rN", "--no-ablation-tables", *(["-n", str(workers)] if workers else [])]
+        done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
+        if done.returncode not in (0, 1):  # 1: some claims failed, as they should
+            raise SystemExit(f"pytest exited {done.returncode} on {cell}:\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        db = sqlite3.connect(project / STORE)
+        try:
+            rows = db.execute("SELECT hypothesis, knobs, status FROM verdicts").fetchall()
+        finally:
+            db.close()
+    finally:
+        shutil.rmtree(project)
+    found = Counter(h for h, _, _ in rows)
+    if found != dict.fromkeys(CLAIMS, len(reps)) or len({(h, k) for h, k, _ in rows}) != len(rows):
+        raise SystemExit(f"{cell}: expected one verdict per group and claim "
+                         f"{dict.fromkeys(CLAIMS, len(reps))}, the store has {dict(found)}")
+    return [(h, status) for h, _, status in rows]
+
+
+def share(counts: Counter, column: str, status: str, reps: int, power: bool) -> str:
+    """The cells of one claim's rate of `status`: a rate, with its interval when it is a
+    false-decision rate."""
+    k = counts[LABEL[column], status]
+    return f"{k / reps:.4f} | |" if power else rate_cells(k, reps)
+
+
+def plugin_table(reps: int, chunk: int, workers: int, root: Path | None) -> tuple[str, int, int]:
+    """The table, the runs and the pytest sessions it took."""
+    rows = ["| metric | seeds | planted step | groups | trend supported | 95% interval | alpha "
+            "vs interval | trend contradicted | best: decided | 95% interval | alpha vs "
+            "interval | best, expect=3: supported | 95% interval | alpha vs interval | "
+            "level=1 > level=0 supported | 95% interval | alpha vs interval |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    cells = [PluginCell(kind, n) for kind in KINDS[:2] for n in SEEDS]
+    cells.append(PluginCell(KINDS[0], 5, TREND_STEP))
+    runs = sessions = 0
+    for cell in cells:
+        start, counts = time.perf_counter(), Counter()
+        for first in range(0, reps, chunk):
+            counts.update(run_chunk(cell, range(first, min(first + chunk, reps)), workers, root))
+            sessions += 1
+        runs += reps * len(LEVEL_ORDER) * cell.seeds
+        print(f"{cell.kind.label}, {cell.seeds} seeds, step {cell.step:g}: {dict(counts)}, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        power = cell.step > 0
+        rows.append(f"| {cell.kind.label} | {cell.seeds} | {cell.step:g} SD | {reps} | "
+                    f"{share(counts, 'trend', 'supported', reps, power)} | "
+                    f"{counts[LABEL['trend'], 'contradicted'] / reps:.4f} | "
+                    f"{share(counts, 'best', 'decided', reps, power)} | "
+                    f"{share(counts, 'expect', 'supported', reps, power)} | "
+                    f"{share(counts, 'compare', 'supported', reps, power)} |")
+    return "\n".join(rows), runs, sessions
+
+
+def plugin_main(args: argparse.Namespace) -> None:
+    check_markers(args.doc, PLUGIN_BEGIN, PLUGIN_END)
+    start = time.perf_counter()
+    table, runs, sessions = plugin_table(args.reps, args.chunk, args.workers, args.workdir)
+    elapsed = time.perf_counter() - start
+    command = (f"python benchmarks/calibrate_knobs.py --plugin --reps {args.reps} --chunk "
+               f"{args.chunk} --workers {args.workers}")
+    example = PluginCell(KINDS[0], 5).module(range(0, args.reps))
+    body = "\n".join([
+        f"Generated by {stamp(command)}, in {elapsed / 60:.1f} min ({runs} runs in {sessions} "
+        f"pytest sessions, {runs / elapsed:.0f} runs/s).",
+        "",
+        "Each row runs a toy study through pytest and reads the verdicts back from the store "
+        "(`verdicts` table). The continuous 5-seed study:",
+        "",
+        "```python",
+        example.strip(),
+        "```",
+        "",
+        f"Quantised studies round the metric to 0.01 with own noise 0.007; the planted row adds "
+        f"{TREND_STEP:g} run noise SDs per level. With no step every rate is a false-decision "
+        f"rate (*above* or *in*: calibrated); with the step they are powers. A group is one "
+        f"`rep` (its four levels, paired by seed), one item per claim; alpha {ALPHA}, no "
+        f"correction. The levels are declared as {LEVEL_ORDER} and taken in numeric order.",
+        "",
+        table,
+    ])
+    print(write_marked(args.doc, PLUGIN_BEGIN, PLUGIN_END, body))
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=2000, help="simulated studies per row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
+    parser.add_argument("--plugin", action="store_true",
+                        help="calibrate through pytest sessions of toy studies instead")
+    parser.add_argument("--reps", type=int, default=300, help="--plugin: groups per study")
+    parser.add_argument("--chunk", type=int, default=300, help="--plugin: most groups a session")
+    parser.add_argument("--workers", type=int, default=0, help="--plugin: pytest-xdist -n")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR,
+                        help="--plugin: where the throwaway projects go (default /dev/shm)")
     args = parser.parse_args()
+    if args.plugin:
+        plugin_main(args)
+        return
     check_markers(args.doc, BEGIN, END)
 
     start = time.perf_counter()
