@@ -7,10 +7,11 @@ import io
 import json
 import math
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from harness.core.store import Owner, Store
+from harness.core.store import Owner, RunRecord, Store
 from harness.core.tables import (
     build_section,
     render_csv,
@@ -25,10 +26,12 @@ SESSION = "s1"
 OWNER = Owner("host", 1, "main")
 
 
-def finish(store: Store, spec: Spec, metrics: dict[str, float], duration: float = 1.0) -> None:
-    _, row = store.claim(SESSION, spec, fingerprint="fp", owner=OWNER, config={})
-    store.finish(row.id, metrics=metrics, failures=[], duration=duration, device="cpu",
-                 versions={}, git_commit=None)
+def finish(store: Store, spec: Any, metrics: dict[str, float], duration: float = 1.0,
+           session: str = SESSION, **recorded: Any) -> RunRecord:
+    """Claim and finish a run (or stage) row; `recorded`: its resources, stages, init."""
+    _, row = store.claim(session, spec, fingerprint="fp", owner=OWNER, config=dict(spec.config))
+    return store.finish(row.id, metrics=metrics, failures=[], duration=duration, device="cpu",
+                        versions={}, git_commit=None, **recorded)
 
 
 @pytest.fixture
@@ -261,3 +264,58 @@ def test_a_variant_whose_seeds_change_nothing_is_noted(store):
     notes = section(store).notes
     assert notes == ["variant b gives identical metrics on every seed: are the seeds used "
                      "(run.seed must seed init and data)?"]  # a's majmin moves with the seed
+
+
+# -- resources -----------------------------------------------------------------------------------
+
+
+def test_resource_columns_appear_only_when_some_run_recorded_them(store):
+    labels = table(section(store), "labels")  # rows without resources (older stores)
+    assert labels.headers[-3:] == ["n", "wall s", "device"]
+    finish(store, Spec(variant="c"), {"joint/labels/majmin": 0.1}, duration=2.0,
+           resources={"wall_s": 9.0, "peak_rss_mb": 300.4, "steps": 10, "steps_per_s": 5.0})
+    finish(store, Spec(variant="c", seed=1), {"joint/labels/majmin": 0.1}, duration=4.0,
+           resources={"wall_s": 9.0, "peak_rss_mb": 700.6, "steps": None, "steps_per_s": None,
+                      "cuda_peak_mb": {"cuda:0": 100.0, "cuda:1": 900.0}})
+    labels = table(section(store), "labels")
+    assert labels.headers[-6:] == ["n", "wall s", "peak MB", "steps/s", "CUDA MB", "device"]
+    row = next(r for r in labels.rows if r[0] == "c")
+    # own time (not the meter's wall_s, which holds the stages computed inside): mean over
+    # seeds; peaks: max over seeds (CUDA: over devices too); steps/s: mean of those recorded
+    assert row[-5:] == ["3.0", "701", "5.0", "900", "cpu"]
+    assert next(r for r in labels.rows if r[0] == "a")[-5:] == ["1.0", "-", "-", "-", "cpu"]
+
+
+def test_long_formats_carry_the_resources(store):
+    finish(store, Spec(variant="c"), {"acc": 0.1}, duration=2.0,
+           resources={"peak_rss_mb": 300.0, "steps": 10, "steps_per_s": 5.0,
+                      "cuda_peak_mb": {"cuda:0": 100.0}})
+    sections = [section(store)]
+    [run] = [r for r in csv.DictReader(io.StringIO(render_csv(sections, "runs")))
+             if r["variant"] == "c"]
+    assert (run["duration"], run["peak_rss_mb"], run["steps"], run["cuda_peak_mb"]) == (
+        "2.0", "300.0", "10", '{"cuda:0": 100.0}')
+    [data] = strict_json(render_json(sections))
+    assert next(r for r in data["runs"] if r["variant"] == "c")["steps_per_s"] == 5.0
+    summary = next(r for r in data["summary"] if r["variant"] == "c")
+    assert {k: summary[k] for k in ("wall_s_mean", "peak_rss_mb_max", "steps_per_s_mean",
+                                    "cuda_peak_mb_max")} == {
+        "wall_s_mean": 2.0, "peak_rss_mb_max": 300.0, "steps_per_s_mean": 5.0,
+        "cuda_peak_mb_max": 100.0}
+    assert "peak_rss_mb_max" not in render_csv(sections)  # the summary's columns, as before
+
+
+# -- initial states --------------------------------------------------------------------------------
+
+
+def test_variants_of_a_seed_that_did_not_start_from_the_same_init_are_noted(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    same, other = {"ctc.w": "1", "ar.embed.weight": "2"}, {"ctc.w": "1", "ar.embed.weight": "3"}
+    for seed in range(3):
+        finish(store, Spec(variant="combined", seed=seed), {"acc": seed}, init=same)
+        finish(store, Spec(variant="ctc_only", seed=seed), {"acc": seed},
+               init=other if seed < 2 else same)
+        finish(store, Spec(variant="old", seed=seed), {"acc": seed})  # recorded none
+    assert section(store).notes == [
+        "seeds 0,1: not the same initial model: ctc_only differs from combined: "
+        "ar.embed.weight"]

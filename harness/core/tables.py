@@ -2,9 +2,13 @@
 
 Rows are (variant, head), cells mean +- std over seeds, the best value per column marked. A
 cell with a NaN or infinite seed says so (`nan (1 of 5)`) instead of averaging the others, and
-is never the best. The same sections render as terminal text, Markdown, CSV (long format: the
-summary, every run's values, or the verdicts) and JSON (all of them; valid JSON, so a
-non-finite number is null and the row's `non_finite` says what it was).
+is never the best. Beside the metrics, what the runs used: "wall s" is a run's own time (mean
+over seeds; the stages it computed are not in it), and, when a run recorded them, "peak MB"
+(process RSS) and "CUDA MB" (max over seeds and devices) and "steps/s" (mean over seeds).
+
+The same sections render as terminal text, Markdown, CSV (long format: the summary, every
+run's values, or the verdicts) and JSON (all of them; valid JSON, so a non-finite number is
+null and the row's `non_finite` says what it was).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tabulate import tabulate
 
+from harness.core.initstate import init_mismatches
 from harness.core.metrics import lower_is_better, split_path
 from harness.core.study import setting_id
 
@@ -60,7 +65,7 @@ class Cell:
 class Table:
     title: str
     headers: list[str]
-    rows: list[list[Any]]  # str labels, then Cell | None per metric, then n and wall time
+    rows: list[list[Any]]  # str labels, then Cell | None per metric, then n and resources
 
 
 @dataclass
@@ -86,16 +91,63 @@ def _cell(values: Sequence[float | None]) -> Cell | None:
     return Cell(statistics.fmean(values), std, len(values))
 
 
+def _mark(cells: Iterable[Cell | None], name: str, minimize: tuple[str, ...]) -> None:
+    """Mark the best of the finite `cells` of metric `name`."""
+    cells = [c for c in cells if c is not None and not c.non_finite]
+    if len({c.mean for c in cells}) < 2:  # one value, or all equal: nothing stands out
+        return
+    pick = min if lower_is_better(name, minimize) else max
+    best = pick(c.mean for c in cells)
+    for c in cells:
+        c.best = c.mean == best
+
+
 def _mark_best(rows: list[list[Any]], columns: range, names: Sequence[str],
                minimize: tuple[str, ...]) -> None:
     for col, name in zip(columns, names, strict=True):
-        cells = [row[col] for row in rows if row[col] is not None and not row[col].non_finite]
-        if len({c.mean for c in cells}) < 2:  # one value, or all equal: nothing stands out
-            continue
-        pick = min if lower_is_better(name, minimize) else max
-        best = pick(c.mean for c in cells)
-        for c in cells:
-            c.best = c.mean == best
+        _mark((row[col] for row in rows), name, minimize)
+
+
+class Resource(NamedTuple):
+    column: str  # its column in the tables
+    how: str  # how a variant's seeds are summarised: "max" | "mean"
+    digits: int
+
+
+# What runs record of their resources (core/resources.py), shown when some run recorded it
+RESOURCES = {"peak_rss_mb": Resource("peak MB", "max", 0),
+             "steps_per_s": Resource("steps/s", "mean", 1),
+             "cuda_peak_mb": Resource("CUDA MB", "max", 0)}
+_SUMMARISE = {"max": max, "mean": statistics.fmean}
+
+
+def _resource(r: Any, name: str) -> float | None:
+    """One resource of a run or stage row; CUDA as its largest device's peak. None when the
+    row did not record it (older rows record none)."""
+    value = (r.resources or {}).get(name)
+    if isinstance(value, Mapping):
+        value = max((v for v in value.values() if v is not None), default=None)
+    return None if value is None else float(value)
+
+
+def _usage(records: Sequence[Any], names: Iterable[str]) -> dict[str, float | None]:
+    """What a variant's runs used, by long-format name: own wall time (`wall_s_mean`, over
+    seeds), then each of `names` summarised over seeds as RESOURCES says (`peak_rss_mb_max`)."""
+    walls = [r.duration for r in records if r.duration is not None]
+    usage = {"wall_s_mean": statistics.fmean(walls) if walls else None}
+    for name in names:
+        values = [v for r in records if (v := _resource(r, name)) is not None]
+        how = RESOURCES[name].how
+        usage[f"{name}_{how}"] = _SUMMARISE[how](values) if values else None
+    return usage
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    """`digits` decimals, or two significant digits below 1 (a 4 ms run is not "0.0")."""
+    if value is None:
+        return "-"
+    small = 0 < abs(value) < 1 and digits > 0
+    return f"{value:.2g}" if small else f"{value:.{digits}f}"
 
 
 def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Sequence[dict],
@@ -108,6 +160,7 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
     """
     section = Section(study, setting, verdicts=list(verdicts))
     done = [r for r in runs if r.status == "done"]
+    recorded = [n for n in RESOURCES if any(_resource(r, n) is not None for r in done)]
     variants = list(dict.fromkeys(r.variant for r in runs))
     reused = {r.variant for r in done if r.source == "store"}
     # group -> head -> metric names, in order of first appearance
@@ -135,11 +188,13 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                 if all(c is None for c in cells):
                     continue
                 label = f"{variant} (store)" if variant in reused else variant
-                wall = _cell([r.duration for r in records if r.duration is not None])
+                usage = _usage(records, recorded)
                 devices = ",".join(sorted({r.device for r in records})) or "-"
                 rows.append([label, *([head] if with_head else []),
                              *(cells[names.index(n)] for n in shown), len(records),
-                             f"{wall.mean:.1f}" if wall else "-", devices])
+                             _number(usage["wall_s_mean"]),
+                             *(_number(usage[f"{n}_{RESOURCES[n].how}"], RESOURCES[n].digits)
+                               for n in recorded), devices])
                 for n, c in zip(names, cells, strict=True):
                     if c is not None:
                         section.summary.append({"study": study, "setting": setting,
@@ -147,10 +202,11 @@ def build_section(study: str, setting: str, runs: Sequence[Any], verdicts: Seque
                                                 "group": group, "metric": n, "mean": c.mean,
                                                 "std": c.std, "n": c.n,
                                                 "source": "store" if variant in reused else "run",
-                                                "non_finite_seeds": c.non_finite})
+                                                "non_finite_seeds": c.non_finite, **usage})
         first = 2 if with_head else 1
         _mark_best(rows, range(first, first + len(shown)), shown, minimize)
-        headers = ["variant", *(["head"] if with_head else []), *shown, "n", "wall s", "device"]
+        headers = ["variant", *(["head"] if with_head else []), *shown, "n", "wall s",
+                   *(RESOURCES[n].column for n in recorded), "device"]
         section.tables.append(Table(group, headers, rows))
     section.runs = [row for r in runs for row in _run_rows(study, setting, r)]
     section.notes = _notes(runs, variants)
@@ -162,6 +218,10 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else ""
 
 
+# A run's resources in the long formats, as recorded (CUDA: device -> MB)
+RUN_RESOURCES = ("peak_rss_mb", "cuda_peak_mb", "steps", "steps_per_s")
+
+
 def _run_rows(study: str, setting: str, r: Any) -> list[dict]:
     """A run's values in long format: one row per metric (one row without metric when it
     has none: failed, or still running)."""
@@ -169,7 +229,9 @@ def _run_rows(study: str, setting: str, r: Any) -> list[dict]:
     provenance = {"status": r.status, "source": r.source, "fingerprint": r.fingerprint,
                   "run": r.id, "reused_from": r.reused_from, "duration": r.duration,
                   "device": r.device, "git_commit": r.git_commit, "note": r.note,
-                  "error": _last_line(r.error) or None}
+                  "error": _last_line(r.error) or None,
+                  **{name: (r.resources or {}).get(name) for name in RUN_RESOURCES},
+                  "stages": [use.get("id") for use in r.stages or []]}
     values = r.metrics.items() if r.metrics else [(None, None)]
     return [{"study": study, "setting": setting, **about, "metric": metric, "value": value,
              **provenance} for metric, value in values]
@@ -199,8 +261,9 @@ def _runs_label(runs: Sequence[Any]) -> str:
 
 
 def _notes(runs: Sequence[Any], variants: Sequence[str]) -> list[str]:
-    """Failed runs, malformed samples, why --reuse retrained runs (one line per reason), and
-    variants whose seeds change nothing."""
+    """Failed runs, malformed samples, why --reuse retrained runs (one line per reason),
+    variants whose seeds change nothing, and seeds whose variants started from different
+    initial models."""
     notes = [f"run {r.variant}-seed{r.seed} FAILED: {_last_line(r.error) or 'no error recorded'}"
              for r in runs if r.status == "failed"]
     notes += [f"malformed sample in {r.variant}-seed{r.seed}: {failure.get('sample')}: "
@@ -223,7 +286,22 @@ def _notes(runs: Sequence[Any], variants: Sequence[str]) -> list[str]:
                 {json.dumps(r.metrics, sort_keys=True) for r in done}) == 1:
             notes.append(f"variant {variant} gives identical metrics on every seed: are the "
                          f"seeds used (run.seed must seed init and data)?")
-    return notes
+    return notes + _init_notes(runs)
+
+
+def _init_notes(runs: Sequence[Any]) -> list[str]:
+    """Seeds whose variants did not start from the same initial model (of runs that recorded
+    it), one line per mismatch and the seeds it holds for."""
+    by_seed: dict[int, dict[str, dict]] = {}
+    for r in runs:
+        if r.status == "done" and r.init:
+            by_seed.setdefault(r.seed, {})[r.variant] = r.init
+    seeds: dict[str, list[int]] = {}
+    for seed, inits in sorted(by_seed.items()):
+        for line in init_mismatches(inits):
+            seeds.setdefault(line, []).append(seed)
+    return [f"seed{'s' if len(s) > 1 else ''} {_spans(s)}: not the same initial model: {line}"
+            for line, s in seeds.items()]
 
 
 def session_sections(store: Any, session: str,
@@ -344,10 +422,10 @@ def render_markdown(sections: Sequence[Section]) -> str:
 # The CSV tables: their columns, in order (`nan`/`inf` as Python writes them, knobs as JSON).
 CSV_TABLES = {
     "summary": ["study", "setting", "variant", "head", "group", "metric", "mean", "std", "n",
-                "source"],
+                "source"],  # JSON's summary also has the variant's resources (`_usage`)
     "runs": ["study", "setting", "tier", "knobs", "variant", "seed", "metric", "value", "status",
              "source", "fingerprint", "run", "reused_from", "duration", "device", "git_commit",
-             "note", "error"],
+             "note", "error", *RUN_RESOURCES, "stages"],
     "verdicts": ["study", "setting", "tier", "knobs", "hypothesis", "metric", "status", "diff",
                  "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
                  "baseline"],
@@ -366,7 +444,7 @@ def render_csv(sections: Sequence[Section], table: str = "summary") -> str:
     writer.writeheader()
     for s in sections:
         rows = {"summary": s.summary, "runs": s.runs, "verdicts": _verdicts(s)}[table]
-        writer.writerows({k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+        writer.writerows({k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
                           for k, v in row.items()} for row in rows)
     return buffer.getvalue()
 
