@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from harness.core.stages import StageSpec
 from harness.core.store import Owner, RunRecord, Store
 from harness.core.tables import (
     build_section,
@@ -305,6 +306,114 @@ def test_long_formats_carry_the_resources(store):
     assert "peak_rss_mb_max" not in render_csv(sections)  # the summary's columns, as before
 
 
+# -- stages --------------------------------------------------------------------------------------
+
+TEMPERATURES = (0.7, 1.0, 1.2)
+
+
+def stage(store: Store, name: str, seed: int, depends: dict, duration: float,
+          **recorded: Any) -> RunRecord:
+    spec = StageSpec("heads", "synthetic", name, seed, depends)
+    return finish(store, spec, {}, duration=duration, **recorded)
+
+
+def used(stage_row: RunRecord, computed: bool) -> dict:
+    return {"name": stage_row.variant, "id": f"{stage_row.variant}-synthetic-seed"
+            f"{stage_row.seed}-3fa9c2d1", "row": stage_row.id, "computed": computed,
+            "duration": stage_row.duration}
+
+
+@pytest.fixture
+def staged(tmp_path) -> Store:
+    """A temperature sweep whose runs share a trained model per (variant, seed) (30 s each)
+    and only evaluate (0.5 s each); temperature 0.7 also uses a stage of its own."""
+    store = Store(tmp_path / "results.sqlite")
+    for variant in ("combined", "ctc_only"):
+        for seed in range(2):
+            train = stage(store, "train", seed, {"train": [variant]}, 30.0,
+                          resources={"wall_s": 30.0, "peak_rss_mb": 900.0})
+            for t in TEMPERATURES:
+                uses = [used(train, t == 0.7)]
+                if t == 0.7:
+                    uses.append(used(stage(store, "calibrate", seed, {"train": [variant],
+                                                                      "temperature": t}, 2.0),
+                                     True))
+                finish(store, Spec(variant=variant, seed=seed, knobs=(("temperature", t),)),
+                       {"acc": 0.5 + seed / 10}, duration=0.5, stages=uses)
+    return store
+
+
+def test_a_shared_stage_shows_its_time_once_in_the_studys_stages(staged):
+    sections = session_sections(staged, SESSION)
+    assert [s.setting for s in sections] == [
+        "synthetic-temperature=0.7", "synthetic-temperature=1.0", "synthetic-temperature=1.2",
+        "stages"]
+    shared = sections[-1]
+    [stages] = shared.tables
+    assert stages.headers == ["stage", "seeds", "wall s", "total s", "peak MB", "source",
+                              "used by"]
+    assert stages.rows == [
+        ["train-synthetic-3fa9c2d1", "0,1", "30.0", "60.0", "900", "computed",
+         "6 runs of combined in 3 settings"],
+        ["train-synthetic-3fa9c2d1", "0,1", "30.0", "60.0", "900", "computed",
+         "6 runs of ctc_only in 3 settings"]]
+    assert shared.footer == ["compute: runs 6.0 s + stages 128.0 s = 134.0 s"]
+    # the runs show their own time, not the stage's (nor 0 s)
+    assert cell_text(table(sections[1], "metrics"), "combined", "wall s") == "0.5"
+    assert all(t.title != "stages" for s in sections[1:3] for t in s.tables)
+
+
+def cell_text(table, variant: str, column: str) -> str:
+    row = next(r for r in table.rows if r[0] == variant)
+    return row[table.headers.index(column)]
+
+
+def test_a_stage_used_in_one_setting_shows_in_that_setting(staged):
+    sections = session_sections(staged, SESSION)
+    calibrate = table(sections[0], "stages")
+    assert [row[0] for row in calibrate.rows] == ["calibrate-synthetic-3fa9c2d1"] * 2
+    assert calibrate.rows[0][2:] == ["2.0", "4.0", "-", "computed", "2 runs of combined"]
+    assert "calibrate" not in render_text(sections[-1:])
+    text = render_text(sections)
+    assert text.count("train-synthetic-3fa9c2d1") == 2  # once per variant, in one place
+
+
+def test_stage_rows_in_the_long_formats(staged):
+    sections = session_sections(staged, SESSION)
+    rows = list(csv.DictReader(io.StringIO(render_csv(sections, "stages"))))
+    assert len(rows) == 4 + 4  # train: 2 variants x 2 seeds; calibrate: the same
+    train = next(r for r in rows if r["stage"] == "train")
+    assert (train["seed"], train["duration"], train["used_by"], train["source"]) == (
+        "0", "30.0", "3", "run")
+    assert json.loads(train["settings"]) == [f"synthetic-temperature={t}" for t in TEMPERATURES]
+    data = strict_json(render_json(sections))
+    assert data[-1]["footer"] == ["compute: runs 6.0 s + stages 128.0 s = 134.0 s"]
+    assert len(data[-1]["stages"]) == 4
+
+
+def test_stages_reused_from_the_store_are_not_counted(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    train = stage(store, "train", 0, {"train": ["ctc"]}, 30.0)
+    adopted = store.adopt("s2", train, OWNER)
+    for t in TEMPERATURES:
+        finish(store, Spec(knobs=(("temperature", t),)), {"acc": 0.5}, duration=0.5,
+               session="s2", stages=[used(adopted, False)])
+    [shared] = [s for s in session_sections(store, "s2") if s.setting == "stages"]
+    assert shared.tables[0].rows[0][5] == "reused"
+    assert shared.footer == ["compute: runs 1.5 s + stages 0.0 s = 1.5 s (not counted, reused "
+                             "from the store: 0 runs, 1 stage)"]
+
+
+def test_a_stage_without_runs_and_runs_of_older_sessions_stages_render(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    stage(store, "train", 0, {"train": ["ctc"]}, 30.0)  # its run failed: it recorded no use
+    finish(store, Spec(), {"acc": 0.5}, stages=[{"name": "train", "id": "train-x", "row": 999,
+                                                 "computed": False, "duration": 3.0}])
+    shared = session_sections(store, SESSION)[-1]
+    assert shared.tables[0].rows == [["train-synthetic", "0", "30.0", "30.0", "-", "computed",
+                                      "no run"]]
+
+
 # -- initial states --------------------------------------------------------------------------------
 
 
@@ -319,3 +428,15 @@ def test_variants_of_a_seed_that_did_not_start_from_the_same_init_are_noted(tmp_
     assert section(store).notes == [
         "seeds 0,1: not the same initial model: ctc_only differs from combined: "
         "ar.embed.weight"]
+
+
+def test_a_stage_used_by_a_stage_names_it(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    data = stage(store, "data", 0, {}, 5.0)
+    train = stage(store, "train", 0, {"lr": 0.1}, 30.0, stages=[used(data, True)])
+    finish(store, Spec(), {"acc": 0.5}, stages=[used(train, True)])
+    shared = session_sections(store, SESSION)[-1]
+    assert [row[0] for row in shared.tables[0].rows] == ["data-synthetic-3fa9c2d1"]
+    assert shared.tables[0].rows[0][-1] == "1 stage train"
+    assert table(session_sections(store, SESSION)[0], "stages").rows[0][-1] == "1 run of combined"
+    assert shared.footer == ["compute: runs 1.0 s + stages 35.0 s = 36.0 s"]

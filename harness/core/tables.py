@@ -3,12 +3,17 @@
 Rows are (variant, head), cells mean +- std over seeds, the best value per column marked. A
 cell with a NaN or infinite seed says so (`nan (1 of 5)`) instead of averaging the others, and
 is never the best. Beside the metrics, what the runs used: "wall s" is a run's own time (mean
-over seeds; the stages it computed are not in it), and, when a run recorded them, "peak MB"
-(process RSS) and "CUDA MB" (max over seeds and devices) and "steps/s" (mean over seeds).
+over seeds; the stages it computed are not in it, they have their own table), and, when a run
+recorded them, "peak MB" (process RSS) and "CUDA MB" (max over seeds and devices) and
+"steps/s" (mean over seeds).
+
+After a study's settings come the stages its runs shared: each once, with its time, memory
+and how many runs used it (a stage used in one setting only is shown in that setting
+instead), and what the study computed in all.
 
 The same sections render as terminal text, Markdown, CSV (long format: the summary, every
-run's values, or the verdicts) and JSON (all of them; valid JSON, so a non-finite number is
-null and the row's `non_finite` says what it was).
+run's values, the verdicts, or the stages) and JSON (all of them; valid JSON, so a non-finite
+number is null and the row's `non_finite` says what it was).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tabulate import tabulate
 
 from harness.core.initstate import init_mismatches
 from harness.core.metrics import lower_is_better, split_path
-from harness.core.study import setting_id
+from harness.core.study import Knobs, setting_id
 
 NON_FINITE = ("nan", "inf", "-inf")
 
@@ -77,6 +82,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)  # long format: one row per metric
     runs: list[dict] = field(default_factory=list)  # one row per run and metric
+    stages: list[dict] = field(default_factory=list)  # one row per stage shown here
+    footer: list[str] = field(default_factory=list)  # totals, shown after the tables
 
 
 def _cell(values: Sequence[float | None]) -> Cell | None:
@@ -304,27 +311,188 @@ def _init_notes(runs: Sequence[Any]) -> list[str]:
             for line, s in seeds.items()]
 
 
+def _knobs(record: Any) -> Knobs:
+    return tuple(record.knobs.items())
+
+
 def session_sections(store: Any, session: str,
                      study_options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Section]:
-    """Every study and setting of a stored session, in the order they were run."""
+    """Every study of a stored session, in the order they were run: its settings (in run
+    order, then settings that only have verdicts), the stages its settings shared with the
+    study's compute, and its verdicts by tier."""
     runs: dict[tuple[str, str], list[Any]] = defaultdict(list)
     verdicts: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    stage_rows: dict[str, list[Any]] = defaultdict(list)
     for r in store.runs(session=session):
-        runs[r.study, setting_id(r.tier, tuple(r.knobs.items()))].append(r)
+        runs[r.study, setting_id(r.tier, _knobs(r))].append(r)
+    for r in store.runs(session=session, kind="stage"):
+        stage_rows[r.study].append(r)
     all_verdicts = store.verdicts(session)
     for v in all_verdicts:
         verdicts[v["study"], setting_id(v["tier"], tuple(v["knobs"].items()))].append(v)
+    settings = list(dict.fromkeys([*runs, *verdicts]))  # runs' order, then verdicts'
+    studies = dict.fromkeys([*(study for study, _ in settings), *stage_rows])
+    by_study: dict[str, list[str]] = defaultdict(list)
+    for study, setting in settings:
+        by_study[study].append(setting)
     sections = []
-    for study, setting in dict.fromkeys([*runs, *verdicts]):  # runs' order, then verdicts'
+    for study in studies:
         options = (study_options or {}).get(study, {})
-        sections.append(build_section(
-            study, setting, runs.get((study, setting), []), verdicts.get((study, setting), []),
-            groups=options.get("tables"), minimize=tuple(options.get("minimize", ()))))
-    for study in dict.fromkeys(v["study"] for v in all_verdicts):
+        minimize = tuple(options.get("minimize", ()))
+        mine = {setting: build_section(study, setting, runs.get((study, setting), []),
+                                       verdicts.get((study, setting), []),
+                                       groups=options.get("tables"), minimize=minimize)
+                for setting in by_study[study]}
+        study_runs = [r for setting in mine for r in runs.get((study, setting), [])]
+        shared = stage_section(study, study_runs, stage_rows.get(study, []), mine)
+        sections.extend(mine.values())
+        if shared is not None:
+            sections.append(shared)
         comparison = tier_comparison(study, [v for v in all_verdicts if v["study"] == study])
         if comparison is not None:
             sections.append(comparison)
     return sections
+
+
+# -- stages: each shown once, with the runs that used it --------------------------------------
+
+STAGE_HEADERS = ["stage", "seeds", "wall s", "total s", "peak MB", "source", "used by"]
+
+
+def _stage_label(stage: Any, known_as: str | None) -> str:
+    """The stage's id (as its runs knew it) without its seed: a row stands for every seed."""
+    label = known_as or f"{stage.variant}-{stage.tier}"
+    return re.sub(rf"-seed{stage.seed}(?=-[0-9a-f]+$|$)", "", label)
+
+
+def _sources(stages: Sequence[Any]) -> str:
+    """"computed", "reused" (from the store), or how many of each (failed ones too)."""
+    kinds = Counter("failed" if s.status == "failed" else "running" if s.status == "running"
+                    else "computed" if s.source == "run" else "reused" for s in stages)
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    return ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+
+
+@dataclass
+class StageGroup:
+    """One stage over its seeds (one name, tier and dependencies): its rows, and per row the
+    runs that used it and the id they knew it by."""
+
+    rows: list[Any]
+    users: dict[int, list[Any]] = field(default_factory=dict)
+    ids: dict[int, str] = field(default_factory=dict)
+
+    def used(self, row: Any | None = None) -> list[Any]:
+        """The runs that used `row`, or any row of the group."""
+        return [r for s in ([row] if row else self.rows) for r in self.users.get(s.id, [])]
+
+    def settings(self, row: Any | None = None) -> list[str]:
+        """The settings of the runs that used it (stages that used it have none)."""
+        return list(dict.fromkeys(setting_id(r.tier, _knobs(r)) for r in self.used(row)
+                                  if r.kind != "stage"))
+
+    def table_row(self) -> list[str]:
+        """Its time once (mean per seed and total), its peak memory, where it came from and
+        what used it."""
+        first = self.rows[0]
+        walls = [s.duration for s in self.rows if s.duration is not None]
+        peaks = [v for s in self.rows if (v := _resource(s, "peak_rss_mb")) is not None]
+        seeds = sorted({s.seed for s in self.rows if s.seed >= 0})  # negative: any seed
+        return [_stage_label(first, self.ids.get(first.id)), _spans(seeds) if seeds else "any",
+                _number(statistics.fmean(walls) if walls else None),
+                _number(sum(walls) if walls else None), _number(max(peaks, default=None), 0),
+                _sources(self.rows), _used_by(self.used(), self.settings())]
+
+    def long(self, study: str) -> list[dict]:
+        """One row per stage, for CSV and JSON."""
+        return [{"study": study, "tier": s.tier, "stage": s.variant, "id": self.ids.get(s.id),
+                 "seed": s.seed, "status": s.status, "source": s.source,
+                 "duration": s.duration,
+                 **{name: (s.resources or {}).get(name) for name in RUN_RESOURCES},
+                 "used_by": len(self.used(s)), "settings": self.settings(s), "row": s.id}
+                for s in self.rows]
+
+
+def stage_groups(runs: Sequence[Any], stages: Sequence[Any]) -> list[StageGroup]:
+    """A study's stage rows grouped over seeds, with the runs (and stages) that used them.
+    Runs adopted from an older session name that session's stage rows, not this one's: left
+    out."""
+    groups: dict[tuple[str, str, str], StageGroup] = {}
+    by_id: dict[int, StageGroup] = {}
+    for stage in stages:
+        key = (stage.tier, stage.variant, json.dumps(stage.config, sort_keys=True))
+        by_id[stage.id] = groups.setdefault(key, StageGroup([]))
+        by_id[stage.id].rows.append(stage)
+    for r in [*runs, *stages]:  # a stage may use another
+        for use in r.stages or []:
+            group = by_id.get(use.get("row"))
+            if group is not None:
+                group.users.setdefault(use["row"], []).append(r)
+                group.ids.setdefault(use["row"], use.get("id"))
+    return list(groups.values())
+
+
+def _used_by(users: Sequence[Any], settings: Sequence[str]) -> str:
+    """"6 runs of combined in 3 settings": a stage's id does not name the variants (two that
+    agree on what it depends on share it), so its users do ("2 stages train" when stages
+    used it)."""
+    runs = [u for u in users if u.kind != "stage"]
+    stages = list(dict.fromkeys(u.variant for u in users if u.kind == "stage"))
+    said = []
+    if runs:
+        variants = ", ".join(dict.fromkeys(r.variant for r in runs))
+        said.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''} of {variants}"
+                    + (f" in {len(settings)} settings" if len(settings) > 1 else ""))
+    if stages:
+        count = len(users) - len(runs)
+        said.append(f"{count} stage{'s' if count != 1 else ''} {', '.join(stages)}")
+    return "; ".join(said) or "no run"
+
+
+def stage_section(study: str, runs: Sequence[Any], stages: Sequence[Any],
+                  sections: Mapping[str, Section]) -> Section | None:
+    """The study's stages, each once: a stage whose runs are all of one setting goes into
+    that setting's section (`sections`, by setting); the others into the returned section,
+    with what the study computed in this session (runs' own time + stages' time). None when
+    the study used no stage."""
+    if not stages:
+        return None
+    section = Section(study, "stages")
+    shared: dict[str, list[list[str]]] = defaultdict(list)  # tier -> rows
+    local: dict[str, Table] = {}  # setting -> its stage table
+    for group in stage_groups(runs, stages):
+        settings = group.settings()
+        alone = len(settings) == 1 and all(u.kind != "stage" for u in group.used())
+        home = sections.get(settings[0]) if alone else None
+        if home is None:
+            shared[group.rows[0].tier].append(group.table_row())
+            section.stages.extend(group.long(study))
+            continue
+        if home.setting not in local:
+            local[home.setting] = Table("stages", STAGE_HEADERS, [])
+            home.tables.append(local[home.setting])
+        local[home.setting].rows.append(group.table_row())
+        home.stages.extend(group.long(study))
+    for tier, rows in shared.items():
+        title = "stages shared by settings" + (f" ({tier})" if len(shared) > 1 else "")
+        section.tables.append(Table(title, STAGE_HEADERS, rows))
+    section.footer.append(_compute_line(runs, stages))
+    return section
+
+
+def _compute_line(runs: Sequence[Any], stages: Sequence[Any]) -> str:
+    """What the study computed in this session; rows reused from the store are not counted."""
+    run_s = sum(r.duration or 0.0 for r in runs if r.source == "run")
+    stage_s = sum(s.duration or 0.0 for s in stages if s.source == "run")
+    line = (f"compute: runs {_number(run_s)} s + stages {_number(stage_s)} s = "
+            f"{_number(run_s + stage_s)} s")
+    reused = [sum(r.source == "store" for r in rows) for rows in (runs, stages)]
+    if any(reused):
+        line += (f" (not counted, reused from the store: {reused[0]} run"
+                 f"{'s' if reused[0] != 1 else ''}, {reused[1]} stage"
+                 f"{'s' if reused[1] != 1 else ''})")
+    return line
 
 
 def tier_comparison(study: str, verdicts: Sequence[dict]) -> Section | None:
@@ -404,6 +572,7 @@ def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> s
             out.append(f"\n{title}\n" if not bold else f"\n**{title}**\n")
             out.append(tabulate(baseline_rows(v for v in guards if v["baseline"] == baseline),
                                 BASELINE_HEADERS, tablefmt=fmt, disable_numparse=True))
+        out.extend(f"\n{line}" for line in s.footer)
         out.extend(f"\n! {note}" for note in s.notes)
         out.append("\n")
     return "\n".join(out)
@@ -429,6 +598,8 @@ CSV_TABLES = {
     "verdicts": ["study", "setting", "tier", "knobs", "hypothesis", "metric", "status", "diff",
                  "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
                  "baseline"],
+    "stages": ["study", "tier", "stage", "id", "seed", "status", "source", "duration",
+               *RUN_RESOURCES, "used_by", "settings", "row"],
 }
 
 
@@ -438,12 +609,14 @@ def _verdicts(section: Section) -> list[dict]:
 
 def render_csv(sections: Sequence[Section], table: str = "summary") -> str:
     """Long format: `summary`, one line per (study, setting, variant, head, group, metric);
-    `runs`, one line per run and metric; `verdicts`, one line per hypothesis and setting."""
+    `runs`, one line per run and metric; `verdicts`, one line per hypothesis and setting;
+    `stages`, one line per stage (dicts and lists as JSON)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_TABLES[table], extrasaction="ignore")
     writer.writeheader()
     for s in sections:
-        rows = {"summary": s.summary, "runs": s.runs, "verdicts": _verdicts(s)}[table]
+        rows = {"summary": s.summary, "runs": s.runs, "verdicts": _verdicts(s),
+                "stages": s.stages}[table]
         writer.writerows({k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
                           for k, v in row.items()} for row in rows)
     return buffer.getvalue()
@@ -463,7 +636,9 @@ def render_json(sections: Sequence[Section]) -> str:
     return json.dumps([{"study": s.study, "setting": s.setting,
                         "summary": [_json_row(row) for row in s.summary],
                         "runs": [_json_row(row) for row in s.runs],
-                        "verdicts": [_json_row(v) for v in s.verdicts], "notes": s.notes,
+                        "verdicts": [_json_row(v) for v in s.verdicts],
+                        "stages": [_json_row(row) for row in s.stages], "footer": s.footer,
+                        "notes": s.notes,
                         "tables": [{"title": t.title, "headers": t.headers,
                                     "rows": [[c.text() if isinstance(c, Cell) else c for c in row]
                                              for row in t.rows]} for t in s.tables]}
