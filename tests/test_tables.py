@@ -347,7 +347,7 @@ def test_a_shared_stage_shows_its_time_once_in_the_studys_stages(staged):
     sections = session_sections(staged, SESSION)
     assert [s.setting for s in sections] == [
         "synthetic-temperature=0.7", "synthetic-temperature=1.0", "synthetic-temperature=1.2",
-        "stages"]
+        "synthetic · across temperature", "stages"]
     shared = sections[-1]
     [stages] = shared.tables
     assert stages.headers == ["stage", "seeds", "wall s", "total s", "peak MB", "source",
@@ -412,6 +412,69 @@ def test_a_stage_without_runs_and_runs_of_older_sessions_stages_render(tmp_path)
     shared = session_sections(store, SESSION)[-1]
     assert shared.tables[0].rows == [["train-synthetic", "0", "30.0", "30.0", "-", "computed",
                                       "no run"]]
+
+
+# -- knob claims ----------------------------------------------------------------------------------
+
+CLAIM = {"study": "heads", "tier": "synthetic", "knobs": {"noise_sigma": 0.5}, "metric": "acc",
+         "ci_lo": None, "ci_hi": None, "test": "t", "n": 3, "message": "m"}
+TREND = {**CLAIM, "hypothesis": "combined:increases_with(temperature)[acc]", "kind": "trend",
+         "status": "supported", "diff": 0.9, "p": 0.004, "p_adj": 0.008, "test": "page",
+         "detail": {"knob": "temperature", "variant": "combined",
+                    "claim": "acc increases with temperature", "levels": ["0.7", "1.0", "1.2"],
+                    "means": [0.71, 0.75, 0.8], "rho": 0.9, "slope": 0.045}}
+BEST = {**CLAIM, "hypothesis": "combined:best(temperature)[acc]", "kind": "best",
+        "status": "undecided", "diff": None, "p": None, "p_adj": None,
+        "detail": {"knob": "temperature", "variant": "combined", "claim": "best temperature",
+                   "levels": ["0.7", "1.0", "1.2"], "means": [0.71, 0.8, 0.8],
+                   "winner": None, "candidates": ["1.0", "1.2"], "expect": None}}
+COMPARE = {**CLAIM, "hypothesis": "combined:temperature=1.2>temperature=0.7[acc]",
+           "kind": "compare", "status": "supported", "diff": 0.09, "ci_lo": 0.05,
+           "ci_hi": 0.13, "p": 0.001, "p_adj": 0.002, "mean_a": 0.8, "mean_b": 0.71,
+           "detail": {"knob": "temperature", "variant": "combined",
+                      "claim": "temperature=1.2 > temperature=0.7",
+                      "levels": ["0.7", "1.0", "1.2"]}}
+
+
+def test_knob_claims_render_across_their_knob(store):
+    store.save_verdicts(SESSION, [TREND, BEST, COMPARE])
+    sections = session_sections(store, SESSION)
+    claims = next(s for s in sections if s.setting == "synthetic · across temperature")
+    assert claims.tables == []  # one setting: nothing to pivot
+    text = render_text([claims])
+    assert "claims on acc across temperature (noise_sigma=0.5)" in text
+    lines = {line.split()[1]: line for line in text.splitlines()
+             if line.startswith("combined ")}
+    assert "0.7: 0.710 · 1.0: 0.750 · 1.2: 0.800" in lines["acc"]
+    assert "rho +0.90, slope +0.045" in lines["acc"] and lines["acc"].endswith("SUPPORTED")
+    assert "candidates 1.0, 1.2" in lines["best"] and lines["best"].endswith("UNDECIDED")
+    assert "1.2: 0.800 · 0.7: 0.710" in lines["temperature=1.2"]
+    assert "diff 0.090 [0.050, 0.130]" in lines["temperature=1.2"]
+    # not among the setting's hypotheses, though (tier, knobs) are that setting's
+    assert "hypotheses" not in render_text(sections[:1])
+
+
+def test_a_knob_claim_group_without_runs_renders_everywhere(tmp_path):
+    store = Store(tmp_path / "results.sqlite")
+    store.begin_session(SESSION, argv=[], meta={})
+    odd = {**TREND, "status": "error", "p": None, "p_adj": None, "diff": None,
+           "detail": {"knob": "temperature"}, "knobs": {}}
+    nan = {**TREND, "hypothesis": "ctc_only:increases_with(temperature)[acc]",
+           "detail": {**TREND["detail"], "rho": math.nan, "means": [math.nan, 0.1, 0.2]}}
+    best = {**BEST, "status": "decided", "detail": {**BEST["detail"], "winner": "1.0",
+                                                    "expect": "1.0"}}
+    store.save_verdicts(SESSION, [odd, nan, best])
+    sections = session_sections(store, SESSION)
+    assert [s.setting for s in sections] == ["synthetic · across temperature"]
+    text = render_text(sections) + render_markdown(sections)
+    assert "ERROR" in text and "rho nan" in text and "winner 1.0 (expected 1.0)" in text
+    [data] = strict_json(render_json(sections))
+    assert data["verdicts"][1]["non_finite"] == {"detail.rho": "nan", "detail.means.0": "nan"}
+    rows = list(csv.DictReader(io.StringIO(render_csv(sections, "verdicts"))))
+    assert [(r["setting"], r["kind"]) for r in rows] == [
+        ("synthetic", "trend"), ("synthetic-noise_sigma=0.5", "trend"),
+        ("synthetic-noise_sigma=0.5", "best")]
+    assert json.loads(rows[2]["detail"])["winner"] == "1.0"
 
 
 # -- initial states --------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ over seeds; the stages it computed are not in it, they have their own table), an
 recorded them, "peak MB" (process RSS) and "CUDA MB" (max over seeds and devices) and
 "steps/s" (mean over seeds).
 
-After a study's settings come the stages its runs shared: each once, with its time, memory
-and how many runs used it (a stage used in one setting only is shown in that setting
-instead), and what the study computed in all.
+After a study's settings come, per tier, its pivots and knob claims (core/pivot.py: a knob x
+knob grid per variant, or a variant x value table per knob varied one at a time; the best of
+each variant marked), then the stages its runs shared: each once, with its time, memory and
+how many runs used it (a stage used in one setting only is shown in that setting instead),
+and what the study computed in all.
 
 The same sections render as terminal text, Markdown, CSV (long format: the summary, every
 run's values, the verdicts, or the stages) and JSON (all of them; valid JSON, so a non-finite
@@ -25,7 +27,7 @@ import math
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,7 +36,8 @@ from tabulate import tabulate
 
 from harness.core.initstate import init_mismatches
 from harness.core.metrics import lower_is_better, split_path
-from harness.core.study import Knobs, setting_id
+from harness.core.pivot import Grid, Line, arrange, pivot_metrics, setting_key
+from harness.core.study import Knobs, format_value, setting_id
 
 NON_FINITE = ("nan", "inf", "-inf")
 
@@ -311,6 +314,9 @@ def _init_notes(runs: Sequence[Any]) -> list[str]:
             for line, s in seeds.items()]
 
 
+KNOB_CLAIMS = ("compare", "trend", "best")  # verdict kinds decided across a knob's values
+
+
 def _knobs(record: Any) -> Knobs:
     return tuple(record.knobs.items())
 
@@ -318,10 +324,11 @@ def _knobs(record: Any) -> Knobs:
 def session_sections(store: Any, session: str,
                      study_options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Section]:
     """Every study of a stored session, in the order they were run: its settings (in run
-    order, then settings that only have verdicts), the stages its settings shared with the
-    study's compute, and its verdicts by tier."""
+    order, then settings that only have verdicts), per tier its pivots and knob claims, the
+    stages its settings shared with the study's compute, and its verdicts by tier."""
     runs: dict[tuple[str, str], list[Any]] = defaultdict(list)
     verdicts: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    claims: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (study, tier) -> knob claims
     stage_rows: dict[str, list[Any]] = defaultdict(list)
     for r in store.runs(session=session):
         runs[r.study, setting_id(r.tier, _knobs(r))].append(r)
@@ -329,9 +336,14 @@ def session_sections(store: Any, session: str,
         stage_rows[r.study].append(r)
     all_verdicts = store.verdicts(session)
     for v in all_verdicts:
-        verdicts[v["study"], setting_id(v["tier"], tuple(v["knobs"].items()))].append(v)
+        setting = setting_id(v["tier"], tuple(v["knobs"].items()))
+        if v.get("kind") in KNOB_CLAIMS:  # its knobs are the group's others: no run setting
+            claims[v["study"], v["tier"]].append({"setting": setting, **v})
+        else:
+            verdicts[v["study"], setting].append(v)
     settings = list(dict.fromkeys([*runs, *verdicts]))  # runs' order, then verdicts'
-    studies = dict.fromkeys([*(study for study, _ in settings), *stage_rows])
+    studies = dict.fromkeys([*(study for study, _ in settings), *(study for study, _ in claims),
+                             *stage_rows])
     by_study: dict[str, list[str]] = defaultdict(list)
     for study, setting in settings:
         by_study[study].append(setting)
@@ -346,6 +358,13 @@ def session_sections(store: Any, session: str,
         study_runs = [r for setting in mine for r in runs.get((study, setting), [])]
         shared = stage_section(study, study_runs, stage_rows.get(study, []), mine)
         sections.extend(mine.values())
+        tiers = dict.fromkeys([*(r.tier for r in study_runs),
+                               *(tier for s, tier in claims if s == study)])
+        for tier in tiers:
+            across = across_section(study, tier, [r for r in study_runs if r.tier == tier],
+                                    claims.get((study, tier), []), options)
+            if across is not None:
+                sections.append(across)
         if shared is not None:
             sections.append(shared)
         comparison = tier_comparison(study, [v for v in all_verdicts if v["study"] == study])
@@ -495,6 +514,77 @@ def _compute_line(runs: Sequence[Any], stages: Sequence[Any]) -> str:
     return line
 
 
+# -- across knobs: pivots of a tier's settings, and the claims across a knob's values ----------
+
+
+def across_section(study: str, tier: str, runs: Sequence[Any], claims: Sequence[dict],
+                   options: Mapping[str, Any]) -> Section | None:
+    """The tier's pivot tables (when its settings form a grid or one-at-a-time lines) and its
+    knob claims; None when it has neither."""
+    arrangement = arrange([_knobs(r) for r in runs])
+    done = [r for r in runs if r.status == "done"]
+    tables: list[Table] = []
+    if arrangement is not None and done:
+        paths = list(dict.fromkeys(path for r in done for path in r.metrics))
+        metrics = pivot_metrics(paths, options.get("pivot"), options.get("tables"))
+        variants = list(dict.fromkeys(r.variant for r in runs))
+        found: dict[tuple[Any, str], list[Any]] = defaultdict(list)
+        for r in done:
+            found[setting_key(_knobs(r)), r.variant].append(r)
+
+        def cell(knobs: Knobs, variant: str, metric: str) -> Cell | None:
+            return _cell([r.metrics.get(metric) for r in found.get((setting_key(knobs),
+                                                                    variant), [])])
+
+        minimize = tuple(options.get("minimize", ()))
+        if isinstance(arrangement, Grid):
+            tables = [t for metric in metrics for variant in variants
+                      if (t := _grid_table(arrangement, variant, metric, cell, minimize))]
+        else:
+            tables = [_line_table(line, variants, metric, cell, minimize)
+                      for line in arrangement for metric in metrics]
+    if not tables and not claims:
+        return None
+    if isinstance(arrangement, Grid) and tables:
+        knobs = f"{arrangement.rows} x {arrangement.cols}"
+    else:
+        names = [line.knob for line in arrangement or [] if isinstance(line, Line) and tables]
+        names += [v.get("detail", {}).get("knob") or "?" for v in claims]
+        knobs = "across " + ", ".join(dict.fromkeys(names))
+    return Section(study, f"{tier} · {knobs}", tables=tables, verdicts=list(claims))
+
+
+CellOf = Callable[[Knobs, str, str], Cell | None]  # (knobs, variant, metric)
+
+
+def _grid_table(grid: Grid, variant: str, metric: str, cell: CellOf,
+                minimize: tuple[str, ...]) -> Table | None:
+    """`metric` of `variant` over the grid: a row per value of one knob, a column per value
+    of the other; the best cell marked. None when the variant has no value there."""
+    rows = [[format_value(r), *(cell(grid.settings[i, j], variant, metric)
+                                for j in range(len(grid.col_values)))]
+            for i, r in enumerate(grid.row_values)]
+    if all(c is None for row in rows for c in row[1:]):
+        return None
+    _mark((c for row in rows for c in row[1:]), metric, minimize)
+    return Table(f"{metric} · {variant}",
+                 [f"{grid.rows} \\ {grid.cols}", *map(format_value, grid.col_values)], rows)
+
+
+def _line_table(line: Line, variants: Sequence[str], metric: str, cell: CellOf,
+                minimize: tuple[str, ...]) -> Table:
+    """`metric` across one knob's values (the others fixed): a row per variant, its best value
+    marked."""
+    rows = []
+    for variant in variants:
+        cells = [cell(knobs, variant, metric) for knobs in line.settings]
+        _mark(cells, metric, minimize)
+        rows.append([variant, *cells])
+    fixed = ", ".join(f"{k}={format_value(v)}" for k, v in line.fixed)
+    return Table(f"{metric} across {line.knob}" + (f" ({fixed})" if fixed else ""),
+                 [f"variant \\ {line.knob}", *map(format_value, line.values)], rows)
+
+
 def tier_comparison(study: str, verdicts: Sequence[dict]) -> Section | None:
     """One row per hypothesis, one column per tier: the synthetic and the real verdicts side by
     side (each setting's verdict when a tier sweeps knobs). None with fewer than two tiers."""
@@ -551,6 +641,74 @@ BASELINE_HEADERS = ["variant", "metric", "claim", "baseline", "current", "diff",
                     "verdict"]
 
 
+def _signed(value: Any, digits: str = ".2f") -> str:
+    if value is None:
+        return "-"
+    return "nan" if isinstance(value, float) and math.isnan(value) else f"{value:+{digits}}"
+
+
+def _knob_result(v: Mapping[str, Any]) -> str:
+    """What a knob claim found: the difference (compare), rho and slope (trend), the winner
+    or the candidates (best)."""
+    detail = v.get("detail") or {}
+    if v.get("kind") == "trend":
+        if "rho" not in detail:
+            return "-"
+        return f"rho {_signed(detail['rho'])}, slope {_signed(detail.get('slope'), '.3g')}"
+    if v.get("kind") == "best":
+        found = (f"winner {detail['winner']}" if detail.get("winner") else
+                 f"candidates {', '.join(map(str, detail['candidates']))}"
+                 if detail.get("candidates") else "-")
+        return found + (f" (expected {detail['expect']})" if detail.get("expect") else "")
+    if v.get("diff") is None:
+        return "-"
+    ci = (f" [{_fmt(v['ci_lo'])}, {_fmt(v['ci_hi'])}]" if v.get("ci_lo") is not None else "")
+    return f"diff {_fmt(v['diff'])}{ci}"
+
+
+_SIDES = re.compile(r"^(?P<a>.*?)\s*(?:>=|<=|==|>|<)\s*(?P<b>.*)$")
+
+
+def _level_means(v: Mapping[str, Any]) -> str:
+    """"0.7: 0.812 · 1.2: 0.790": the mean over seeds of each level (of the two compared)."""
+    detail = v.get("detail") or {}
+    levels, means = detail.get("levels") or [], detail.get("means") or []
+    if v.get("kind") == "compare" and (sides := _SIDES.match(detail.get("claim") or "")):
+        prefix = f"{detail.get('knob')}="
+        levels = [side.removeprefix(prefix) for side in sides.group("a", "b")]
+        means = [v.get("mean_a"), v.get("mean_b")]
+    return " · ".join(f"{level}: {_fmt(mean)}" for level, mean in zip(levels, means,
+                                                                      strict=False)) or "-"
+
+
+KNOB_HEADERS = ["variant", "metric", "claim", "means", "result", "p", "p adj", "verdict"]
+
+
+def knob_claim_tables(verdicts: Iterable[dict]) -> list[Table]:
+    """Knob claims (compare, trend, best) in one table per knob and setting of the others:
+    "claims on acc across temperature (noise=0.5)" (the metric in the title when they share
+    one)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for v in verdicts:
+        others = ", ".join(f"{k}={format_value(x)}" for k, x in v["knobs"].items())
+        groups.setdefault(((v.get("detail") or {}).get("knob") or "?", others), []).append(v)
+    tables = []
+    for (knob, others), found in groups.items():
+        metrics = {v["metric"] for v in found}
+        one = next(iter(metrics)) if len(metrics) == 1 and None not in metrics else None
+        rows = [[(v.get("detail") or {}).get("variant") or "-", v["metric"] or "-",
+                 (v.get("detail") or {}).get("claim") or v["hypothesis"], _level_means(v),
+                 _knob_result(v), _p(v["p"]), _p(v["p_adj"]), _status(v)] for v in found]
+        headers = KNOB_HEADERS
+        if one is not None:  # the metric goes into the title
+            rows = [[row[0], *row[2:]] for row in rows]
+            headers = [KNOB_HEADERS[0], *KNOB_HEADERS[2:]]
+        title = (f"claims{' on ' + one if one else ''} across {knob}"
+                 + (f" ({others})" if others else ""))
+        tables.append(Table(title, headers, rows))
+    return tables
+
+
 def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> str:
     out = []
     for s in sections:
@@ -561,12 +719,16 @@ def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> s
                      else "-" if c is None else c for c in row] for row in t.rows]
             out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
             out.append(tabulate(rows, t.headers, tablefmt=fmt, disable_numparse=True))
-        claims = [v for v in s.verdicts if not v.get("baseline")]
+        claims = [v for v in s.verdicts
+                  if not v.get("baseline") and v.get("kind") not in KNOB_CLAIMS]
         guards = [v for v in s.verdicts if v.get("baseline")]
         if claims:
             out.append("\nhypotheses\n" if not bold else "\n**hypotheses**\n")
             out.append(tabulate(verdict_rows(claims), VERDICT_HEADERS, tablefmt=fmt,
                                 disable_numparse=True))
+        for t in knob_claim_tables(v for v in s.verdicts if v.get("kind") in KNOB_CLAIMS):
+            out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
+            out.append(tabulate(t.rows, t.headers, tablefmt=fmt, disable_numparse=True))
         for baseline in dict.fromkeys(v["baseline"] for v in guards):
             title = f"vs baseline (session {baseline})"
             out.append(f"\n{title}\n" if not bold else f"\n**{title}**\n")
@@ -597,7 +759,7 @@ CSV_TABLES = {
              "note", "error", *RUN_RESOURCES, "stages"],
     "verdicts": ["study", "setting", "tier", "knobs", "hypothesis", "metric", "status", "diff",
                  "ci_lo", "ci_hi", "p", "p_adj", "test", "n", "message", "mean_a", "mean_b",
-                 "baseline"],
+                 "baseline", "kind", "detail"],
     "stages": ["study", "tier", "stage", "id", "seed", "status", "source", "duration",
                *RUN_RESOURCES, "used_by", "settings", "row"],
 }
@@ -622,12 +784,25 @@ def render_csv(sections: Sequence[Section], table: str = "summary") -> str:
     return buffer.getvalue()
 
 
+def _json_value(value: Any, path: str, kinds: dict[str, str]) -> Any:
+    """`value` with each non-finite number (however deep) as None, noted in `kinds` by its
+    path ("detail.rho")."""
+    if isinstance(value, float) and (kind := non_finite(value)):
+        kinds[path] = kind
+        return None
+    if isinstance(value, Mapping):
+        return {k: _json_value(v, f"{path}.{k}", kinds) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v, f"{path}.{i}", kinds) for i, v in enumerate(value)]
+    return value
+
+
 def _json_row(row: Mapping[str, Any]) -> dict:
     """JSON has no NaN or infinities: such a number becomes null and `non_finite` maps its
-    field to what it was ("nan", "inf", "-inf")."""
-    kinds = {k: kind for k, v in row.items()
-             if isinstance(v, float) and (kind := non_finite(v))}
-    return {**{k: None if k in kinds else v for k, v in row.items()}, "non_finite": kinds}
+    field (`detail.means.2` inside one) to what it was ("nan", "inf", "-inf")."""
+    kinds: dict[str, str] = {}
+    values = {k: _json_value(v, k, kinds) for k, v in row.items()}
+    return {**values, "non_finite": kinds}
 
 
 def render_json(sections: Sequence[Section]) -> str:
