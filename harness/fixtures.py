@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.core.study import RUN_ARG, Study
-from harness.items import SESSION_KEY, Run, obtain_setting, run_for
+from harness.core.study import Study
+from harness.items import RUN_ARG, SESSION_KEY, Run, obtain_setting, run_for
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when results are decided
     from harness.core.verdicts import SettingResults

@@ -22,7 +22,6 @@ from harness.core.inputs import READS
 from harness.core.runs import RunFailed
 from harness.core.store import RunRecord, StoreError
 from harness.core.study import (
-    RUN_ARG,
     RUN_VALUES,
     Guard,
     Hypothesis,
@@ -39,6 +38,29 @@ if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a hypothesis is dec
     from harness.core.verdicts import RunMetrics
 
 SESSION_KEY = pytest.StashKey[AblationSession]()
+RUN_ARG = "_ablation_run"  # the hidden argument through which a run item gets its run
+
+
+def study_test(study: Study) -> Callable[..., None]:
+    """The test function pytest calls for a study's run items: it asks for the body's
+    fixtures plus the hidden run argument, fills the body's run values (RUN_VALUES) from the
+    run, and hands the body's return value to the run (pytest ignores return values)."""
+    function = study.function
+    assert function is not None
+    signature = inspect.signature(function)
+    names = list(signature.parameters)
+
+    @functools.wraps(function)
+    def test(**kwargs: Any) -> None:
+        run = kwargs.pop(RUN_ARG)
+        run.execute(lambda: function(**{n: run.value(n) if n in RUN_VALUES else kwargs[n]
+                                         for n in names}))
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+              for p in signature.parameters.values() if p.name not in RUN_VALUES]
+    params.append(inspect.Parameter(RUN_ARG, inspect.Parameter.KEYWORD_ONLY))
+    test.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return test
 
 
 class RunAborted(Exception):

@@ -21,15 +21,17 @@ from harness.core.baseline import SPEC_HELP, Baseline, BaselineError
 from harness.core.baseline import resolve as resolve_baseline
 from harness.core.inputs import READS
 from harness.core.store import StoreError
-from harness.core.study import RUN_ARG, RunSpec, Study
+from harness.core.study import RunSpec, Study
 from harness.core.tables import render_text, session_sections, write_markdown
 from harness.items import (
+    RUN_ARG,
     SESSION_KEY,
     ClaimItem,
     GuardItem,
     HypothesisCollector,
     HypothesisItem,
     hypothesis_collectors,
+    study_test,
 )
 from harness.progress import Progress
 from harness.session import AblationSession, StudyCode, new_session_id
@@ -346,13 +348,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
     return report
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> Any:
-    result = yield
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Module | pytest.Class, name: str,
+                              obj: Any) -> Any:
+    """A study's body becomes its run items (a function pytest calls with the body's fixtures
+    and the run) and its claim collectors, whatever the body is called: decorating it with a
+    study declares it a test."""
     study = getattr(obj, "__ablation_study__", None)
-    if study is None or not result:
-        return result
-    items = list(result) if isinstance(result, list) else [result]
+    if study is None or not inspect.isfunction(obj) or study.function is not obj:
+        return None
+    test = study_test(study)
+    items = list(collector._genfunctions(name, test))  # pytest's own expansion of `test`
+    for item in items:
+        item.obj = test  # an item would look its function up by name: the body itself
     return items + hypothesis_collectors(collector, name, obj, study)
 
 

@@ -495,7 +495,7 @@ def test_summary_md_writes_markdown_tables(pytester: pytest.Pytester):
     text = path.read_text(encoding="utf-8")
     assert "### test_sum.py::test_x · synthetic-noise=0.1" in text
     assert "**labels**" in text
-    assert re.search(r"^\| variant +\| head +\| acc +\| n +\| wall s +\| device +\|$", text, re.M)
+    assert re.search(r"^\| variant +\| head +\| acc +\| n +\| wall s +\| peak MB +\| device +\|$", text, re.M)
     assert re.search(r"^\| better +\| model +\| \*\*0\.7\d\d ± 0\.\d+\*\*", text, re.M)
     assert "**hypotheses**" in text
     assert re.search(rf"^\| {re.escape(HYP)} +\| model/labels/acc .*\| SUPPORTED +\|$", text, re.M)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
-import inspect
 import itertools
 import json
 import re
@@ -30,7 +28,6 @@ from harness.core.metrics import lower_is_better
 OPERATORS = (">", ">=", "<", "<=", "==")
 TESTS = ("t", "permutation")
 CORRECTIONS = ("holm", "bonferroni", "none")
-RUN_ARG = "_ablation_run"  # the hidden argument through which the pytest layer hands over a run
 # Body parameters filled from the run itself, never from fixtures of the same name: a conftest's
 # own `config` or `seed` fixture can never stand in for the run's.
 RUN_VALUES = ("run", "seed", "config", "knobs", "tier", "variant", "device", "log", "checkpoint")
@@ -498,9 +495,10 @@ class Study:
              test: str = "t", variants: Sequence[str] | None = None,
              name: str | None = None) -> KnobClaim:
         """Ask which value of `knob` is best on `metric`, for each variant (or those in
-        `variants`): the winner only when it beats every other value (all pairs tested, Holm),
-        else the values that cannot be separated. The item passes with the answer; with
-        `expect=value` it claims that value wins and fails unless supported.
+        `variants`): the winner only when it beats every other value (one-sided paired tests at
+        alpha/k), else the candidates, the values no other value beats (at alpha/(k-1)). The
+        item passes with the answer; with `expect=value`, named in advance, it claims that
+        value beats every other (at alpha) and fails unless supported. See docs/statistics.md.
         """
         where = _caller()
         values = self._knob_values(knob, f"best {knob!r}", where)
@@ -583,34 +581,19 @@ class Study:
         self.guards.append(guard)
         return guard
 
-    def __call__(self, function: Callable[..., Any]) -> Callable[..., None]:
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate the test body: it trains and evaluates one run and returns its metrics.
 
         The body's parameters named in RUN_VALUES (`run`, `seed`, `config`, ...) receive the
-        run's values; the others are fixtures. The returned wrapper asks pytest for those
-        fixtures plus a hidden run argument, and hands the body's return value to the run
-        (pytest itself ignores return values). The pytest layer names the study after where
-        the function lives, unless `name=` was given.
+        run's values; the others are fixtures. The function is returned as it is, marked with
+        the study: the pytest layer collects it as the study's items.
         """
         if self.function is not None:
             self._fail(f"this study already decorates {self.function.__name__}")
         self.function = function
         self.name = self.name or function.__name__
-        signature = inspect.signature(function)
-        names = list(signature.parameters)
-
-        @functools.wraps(function)
-        def test(**kwargs: Any) -> None:
-            run = kwargs.pop(RUN_ARG)
-            run.execute(lambda: function(**{n: run.value(n) if n in RUN_VALUES else kwargs[n]
-                                             for n in names}))
-
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-                  for p in signature.parameters.values() if p.name not in RUN_VALUES]
-        params.append(inspect.Parameter(RUN_ARG, inspect.Parameter.KEYWORD_ONLY))
-        test.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-        test.__ablation_study__ = self  # type: ignore[attr-defined]
-        return test
+        function.__ablation_study__ = self  # type: ignore[attr-defined]
+        return function
 
     # -- expansion --------------------------------------------------------------------------
 
