@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ablation", "ablation studies (pytest-ablation)")
     group.addoption("--real", action="store_true",
                     help="run the real-data tier of every study (skipped without this flag)")
+    group.addoption("--tier", dest="ablation_tier", action="append", metavar="NAME",
+                    help="also run the opt-in tier NAME of the studies that declare it "
+                         "(opt_in=[...]); repeatable; --real is --tier real")
     group.addoption("--reuse", action="store_true",
                     help="take finished runs with the same code and config fingerprint from the "
                          "results store instead of training them again")
@@ -271,10 +274,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     real tier skips without --real."""
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None:
-        real = session.config.getoption("real")
-        tiers = [_tier(item) for item in session.items if not isinstance(item, ClaimItem)]
-        state.progress.total_runs = sum(tier is not None and (real or tier != REAL_TIER)
-                                        for tier in tiers)
+        state.progress.total_runs = sum(
+            _tier(item) is not None and _opt_in_skip(session.config, item) is None
+            for item in session.items if not isinstance(item, ClaimItem))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -371,20 +373,37 @@ def _tier(item: pytest.Item) -> str | None:
     return spec.tier if isinstance(spec, RunSpec) else None
 
 
+def _opt_in_skip(config: pytest.Config, item: pytest.Item) -> str | None:
+    """Why an item of an opt-in tier is skipped (the real tier, and a study's `opt_in`
+    tiers, run only when asked for), or None."""
+    tier = _tier(item)
+    if tier is None:
+        return None
+    study = item.parent.study if isinstance(item, ClaimItem) else \
+        getattr(getattr(item, "obj", None), "__ablation_study__", None)  # type: ignore[union-attr]
+    opt_in = {REAL_TIER, *getattr(study, "opt_in", ())}
+    chosen = set(config.getoption("ablation_tier") or ()) | (
+        {REAL_TIER} if config.getoption("real") else set())
+    if tier not in opt_in or tier in chosen:
+        return None
+    if tier == REAL_TIER:
+        return "real-data tier: run it with --real"
+    return f"opt-in tier {tier!r}: run it with --tier {tier}"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Hypotheses run after the runs they read; the real tier only runs under --real. A store
+    """Hypotheses run after the runs they read; opt-in tiers (real, a study's `opt_in`) run
+    only under --real or --tier NAME. A store
     that failed during collection ends the session here (an xdist worker's items fail)."""
     state = config.stash.get(SESSION_KEY, None)
     if state is not None and state.store_errors and not _is_worker(config):
         pytest.exit("no run can be stored: see 'ablation results store error' above",
                     returncode=pytest.ExitCode.USAGE_ERROR)
     items.sort(key=lambda item: isinstance(item, ClaimItem))
-    if config.getoption("real"):
-        return
-    skip = pytest.mark.skip(reason="real-data tier: run it with --real")
     for item in items:
-        if _tier(item) == REAL_TIER:
-            item.add_marker(skip)
+        reason = _opt_in_skip(config, item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:

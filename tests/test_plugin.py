@@ -21,6 +21,7 @@ import pytest
 # In-process runs (pytester.runpytest) drop the modules first imported inside them, and numpy
 # cannot be imported twice in one process: the statistics' imports must predate every run.
 import harness.core.verdicts  # noqa: F401
+from harness.core.study import StudyError, ablation
 
 VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}, "twin": {"gain": 0.0}}'
 TWO_VARIANTS = '{"base": {"gain": 0.0}, "better": {"gain": 0.2}}'
@@ -495,7 +496,8 @@ def test_summary_md_writes_markdown_tables(pytester: pytest.Pytester):
     text = path.read_text(encoding="utf-8")
     assert "### test_sum.py::test_x · synthetic-noise=0.1" in text
     assert "**labels**" in text
-    assert re.search(r"^\| variant +\| head +\| acc +\| n +\| wall s +\| peak MB +\| device +\|$", text, re.M)
+    assert re.search(r"^\| variant +\| head +\| acc +\| n +\| wall s +\| peak MB +\| device +\|$",
+                     text, re.M)
     assert re.search(r"^\| better +\| model +\| \*\*0\.7\d\d ± 0\.\d+\*\*", text, re.M)
     assert "**hypotheses**" in text
     assert re.search(rf"^\| {re.escape(HYP)} +\| model/labels/acc .*\| SUPPORTED +\|$", text, re.M)
@@ -626,3 +628,29 @@ def test_a_timed_out_run_fails_once_and_its_dependents_report_it(pytester: pytes
                                  "Timeout (>2.0s) from pytest-timeout."])
     result.stdout.fnmatch_lines(["*run better-seed1 has no metrics: the run failed*Timeout*"])
     assert result.duration < 30
+
+
+OPT_IN = """
+from harness import ablation
+
+study = ablation(variants={"a": {}}, seeds=1, opt_in=["full"],
+                 tiers={"quick": {}, "full": {}, "real": {}})
+
+@study
+def check_scale(run):  # a study's body is collected whatever it is called
+    return {"x": 1.0}
+"""
+
+
+def test_opt_in_tiers_run_only_when_asked_for(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_scale=OPT_IN)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*opt-in tier 'full': run it with --tier full*",
+                                 "*real-data tier: run it with --real*"])
+    pytester.runpytest("-p", "no:cacheprovider", "--tier", "full").assert_outcomes(
+        passed=2, skipped=1)
+    pytester.runpytest("-p", "no:cacheprovider", "--tier", "full", "--real").assert_outcomes(
+        passed=3)
+    with pytest.raises(StudyError, match=r"opt_in=.*must list tiers of the study"):
+        ablation(variants={"a": {}}, opt_in=["ful"], tiers={"full": {}})

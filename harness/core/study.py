@@ -276,6 +276,8 @@ class Study:
             "loss" or "err" are minimized anyway.
         code: extra files or import names (packages, modules) whose source is part of the
             run fingerprint, so `--reuse` never takes a run made by other code.
+        opt_in: tiers that run only when asked for with `--tier NAME` (a full-scale tier
+            that takes hours), like the tier "real" with `--real`.
     """
 
     def __init__(self, *, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
@@ -285,7 +287,8 @@ class Study:
                  name: str | None = None,
                  correction: str = "holm",
                  tables: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-                 minimize: Sequence[str] = (), code: Sequence[str] = (), where: str | None = None):
+                 minimize: Sequence[str] = (), code: Sequence[str] = (),
+                 opt_in: Sequence[str] = (), where: str | None = None):
         self.where = where or _caller()
         self.name = name
         self.explicit_name = name is not None
@@ -306,6 +309,10 @@ class Study:
                        else list(tables) if tables is not None else None)
         self.minimize = tuple(minimize)
         self.code = tuple(code)
+        if isinstance(opt_in, str) or any(t not in self.tiers for t in opt_in):
+            self._fail(f"opt_in={opt_in!r} must list tiers of the study "
+                       f"({', '.join(self.tiers)})")
+        self.opt_in = tuple(opt_in)
         self.hypotheses: list[Hypothesis] = []
         self.guards: list[Guard] = []
         self.claims: list[KnobClaim] = []
@@ -657,7 +664,8 @@ def _ordered(settings: list[Knobs], knob: str) -> list[Knobs]:
     return settings
 
 
-OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "minimize", "code")
+OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "minimize", "code",
+           "opt_in")
 
 
 def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
