@@ -46,9 +46,14 @@ def _sql(path: Path, *statements: str) -> Path:
 
 
 def version_1(path: Path) -> Path:
-    """A store as pytest-ablation 0.1 wrote it: schema version 1, no runs.inputs or runs.note."""
-    return _sql(populated(path), "ALTER TABLE runs DROP COLUMN inputs",
-                "ALTER TABLE runs DROP COLUMN note", "UPDATE schema_version SET version = 1")
+    """A store as pytest-ablation 0.1 wrote it: schema version 1, without the columns later
+    versions added (runs.inputs, .note, .kind, ...; verdicts.mean_a, ...)."""
+    added = {"runs": ("inputs", "note", "kind", "resources", "stages", "init", "artifact"),
+             "verdicts": ("mean_a", "mean_b", "baseline", "kind", "detail")}
+    return _sql(populated(path), "DROP INDEX runs_reuse",
+                *(f"ALTER TABLE {table} DROP COLUMN {column}"
+                  for table, columns in added.items() for column in columns),
+                "UPDATE schema_version SET version = 1")
 
 
 def newer(path: Path) -> Path:

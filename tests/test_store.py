@@ -374,6 +374,8 @@ def test_read_only_mode_reads_an_older_store_as_it_is(tmp_path):
     with Store(path, readonly=True) as old:
         runs = old.runs()
         assert len(runs) == 6 and all((r.inputs, r.note) == ({}, None) for r in runs)
+        assert all((r.kind, r.resources, r.stages) == ("run", {}, []) for r in runs)
+        assert old.runs(kind="stage") == []  # stores before stages have none
         assert old.latest_session() == SESSION and len(old.verdicts(SESSION)) == 1
     assert snapshot(path) == before
 

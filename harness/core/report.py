@@ -54,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--table", choices=list(CSV_TABLES),
                         help="the CSV table: summary (default; mean, std and n per variant and "
                              "metric), runs (one row per run and metric: tier, knobs, seed, "
-                             "value, status, source, fingerprint, note...), verdicts (one row "
-                             "per hypothesis and setting with its statistics). JSON always "
-                             "holds all three")
+                             "value, status, source, fingerprint, resources, note...), verdicts "
+                             "(one row per claim and setting with its statistics), stages (one "
+                             "row per stage: wall s, peak MB, computed or reused, its users). "
+                             "JSON always holds all of them")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write to this file instead of stdout")
     parser.add_argument("--baseline", metavar="SPEC",

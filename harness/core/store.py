@@ -686,9 +686,13 @@ class Store:
              kind: str = "run") -> list[RunRecord]:
         """Rows of `kind` ("run" or "stage") in insertion order, optionally of one session
         and/or one study."""
+        if "kind" not in self._columns(self.db, "runs"):  # a store older than stages
+            kind_filter = "1" if kind == "run" else "0"
+        else:
+            kind_filter = "kind = ?3"
         rows = self.db.execute(
             "SELECT * FROM runs WHERE (?1 IS NULL OR session = ?1) AND (?2 IS NULL OR study = ?2)"
-            " AND kind = ?3 ORDER BY id", (session, study, kind)).fetchall()
+            f" AND {kind_filter} AND ?3 IS NOT NULL ORDER BY id", (session, study, kind)).fetchall()
         return [_record(row) for row in rows]
 
     # studies: display options (metric groups, minimized metrics) for reports
