@@ -249,3 +249,34 @@ def test_bad(run):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*stage 'vocab': value is a Vocab, which cannot be stored "
                                  "without pickle*save=(value, folder)*"])
+
+
+INIT = """
+import torch
+from harness import ablation
+
+study = ablation(variants={"frozen": {"train": False}, "tuned": {"train": True},
+                           "reseeded": {"train": True, "shift": 1}}, seeds=2)
+
+@study
+def test_init(run):
+    if run.config.get("shift"):  # the broken rule: a variant that draws its own init
+        torch.manual_seed(run.seed + 1)
+        model = run.note_init(torch.nn.Linear(3, 2))
+    else:
+        model = run.init_model(lambda: torch.nn.Linear(3, 2))
+    model.weight.requires_grad_(run.config["train"])  # freezing is no new init
+    return {"w": float(model.weight.sum())}
+"""
+
+
+def test_variants_that_did_not_start_from_the_same_init_are_reported(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_init=INIT)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*! seeds 0,1: not the same initial model: reseeded differs "
+                                 "from frozen: bias, weight*"])
+    assert "tuned differs" not in result.stdout.str()
+    inits = [json.loads(r["init"]) for r in rows(pytester, "run")]
+    assert all(set(init) == {"weight", "bias"} for init in inits)
