@@ -11,7 +11,7 @@ WORKERS ?= auto
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || \
 		$(PYTHON) -m pip install --retries 0 "$(TORCH_SPEC)" --extra-index-url $(TORCH_INDEX)
-	$(PYTHON) -m pip install -e ".[dev]"
+	$(PYTHON) -m pip install -e ".[all,dev]"
 
 gate: install  ## the CI gate: every synthetic hypothesis must be supported
 	$(PYTHON) -m pytest ablation_tests -k synthetic -n $(WORKERS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import importlib.util
 import inspect
 import itertools
 import os
@@ -235,10 +236,13 @@ def _baseline(config: pytest.Config, store_path: Path) -> Baseline | None:
 def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracker:
     """Local run logs beside the store, always; W&B runs with --wandb."""
     wandb = config.getoption("wandb")
+    wandb = config.getini("ablation_wandb") if wandb is None else wandb
+    problem = _missing("wandb", "wandb", "--wandb") if wandb else None
+    if problem:
+        raise pytest.UsageError(problem)
     project = (config.getoption("wandb_project") or config.getini("ablation_wandb_project")
                or default_project(config.rootpath.name))
-    return Tracker(run_dir=store_path.parent / "runs" / session_id,
-                   wandb=config.getini("ablation_wandb") if wandb is None else wandb,
+    return Tracker(run_dir=store_path.parent / "runs" / session_id, wandb=wandb,
                    project=project, job_id=session_id, mode=config.getoption("wandb_mode"))
 
 
@@ -261,11 +265,22 @@ class _Terminal:
         self._stream.flush()
 
 
+def _missing(module: str, extra: str, what: str) -> str | None:
+    """The usage error for a feature whose optional dependency is not installed, or None."""
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{what} needs {module}: pip install 'pytest-ablation[{extra}]'"
+
+
 def _progress(config: pytest.Config) -> Progress:
     choice = config.getoption("ablation_progress")
+    problem = _missing("tqdm", "progress", "--ablation-progress on") if choice == "on" else None
+    if problem:
+        raise pytest.UsageError(problem)
     enabled = choice == "on" or (choice == "auto" and sys.stderr.isatty()
                                  and not _xdist_workers(config)
-                                 and not _is_worker(config))
+                                 and not _is_worker(config)
+                                 and importlib.util.find_spec("tqdm") is not None)
     return Progress(enabled=enabled, file=_Terminal(config))
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from tqdm import tqdm
-
 
 class Progress:
     """The session's progress display: `start` a run, `update` its steps, `finish` it."""
@@ -25,6 +23,8 @@ class Progress:
 
     def start(self, run_id: str) -> None:
         if self.enabled:
+            from tqdm import tqdm  # an extra (pytest-ablation[progress]): loaded when shown
+
             self.close()
             self._bar = tqdm(desc=f"[runs {self.done + 1}/{self.total_runs or '?'}] {run_id}",
                              file=self._file, leave=False, dynamic_ncols=True, unit="step")

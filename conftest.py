@@ -1,3 +1,0 @@
-"""Root conftest: loads the chord domain's fixtures for the studies in ablation_tests/."""
-
-pytest_plugins = ["harness.chords.fixtures"]
