@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -73,8 +72,13 @@ def run_session(workers: str, resume: bool) -> tuple[float, float, int]:
     start = time.perf_counter()
     exitstatus = subprocess.run(command, cwd=REPO, check=False).returncode
     wall = time.perf_counter() - start
-    # maxrss of the waited-for descendants: the largest of pytest and its xdist workers
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # each run records its process's peak RSS while it ran (harness.core.resources resets the
+    # kernel's high-water mark per run, so RUSAGE_CHILDREN no longer sees a worker's peak)
+    with Store(STORE, readonly=True) as store:
+        session = store.latest_session()
+        peaks = [r.resources.get("peak_rss_mb") for kind in ("run", "stage")
+                 for r in store.runs(session, kind=kind)]
+    peak_mb = max((p for p in peaks if p is not None), default=float("nan"))
     return wall, peak_mb, exitstatus
 
 
@@ -160,7 +164,8 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
         f"Session: {len(runs)} runs ({len(trained)} trained in it) in {wall / 60:.1f} min wall; "
         f"mean time per run (train + select + score): "
         + ", ".join(f"{v} {t:.0f} s" for v, t in per_variant.items())
-        + f"; peak RSS of the largest process (a worker: torch, data, its runs) {peak_mb:.0f} MB.",
+        + f"; peak RSS of the largest process during a run (a worker: torch, data, the run) "
+        f"{peak_mb:.0f} MB.",
         "",
         f"Data: {len(fit_songs)} fit + {len(validation)} validation (checkpoint selection) / "
         f"{len(data.eval)} eval Billboard songs, split by song, {mapping['frames']:,} frames; "
