@@ -29,11 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
-import sqlite3
-import subprocess
-import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -41,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from calibrate_plugin import session_verdicts
 from calibrate_stats import ALPHA, DOC, check_markers, rate_cells, write_marked
 from docs_section import stamp
 from scipy import stats as st
@@ -182,7 +178,6 @@ def best_cases(k: int) -> list[tuple[str, np.ndarray]]:
 
 PLUGIN_BEGIN = "<!-- knob-plugin-calibration:begin -->"
 PLUGIN_END = "<!-- knob-plugin-calibration:end -->"
-STORE = Path(".ablation") / "results.sqlite"
 WORKDIR = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # runs write small files
 LEVEL_ORDER = [2, 0, 3, 1]  # declared out of order: the plugin must sort them numerically
 # the study's claims: store label -> the column it fills
@@ -231,23 +226,7 @@ class PluginCell:
 
 def run_chunk(cell: PluginCell, reps: range, workers: int, root: Path | None) -> list[tuple]:
     """Run the cell's study over groups `reps` in a fresh project; its (label, status) rows."""
-    project = Path(tempfile.mkdtemp(prefix="calibrate-knobs-", dir=root))
-    try:
-        (project / "pytest.ini").write_text("[pytest]\n")
-        (project / "test_knob_cell.py").write_text(cell.module(reps))
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=no",
-                   "-rN", "--no-ablation-tables", *(["-n", str(workers)] if workers else [])]
-        done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
-        if done.returncode not in (0, 1):  # 1: some claims failed, as they should
-            raise SystemExit(f"pytest exited {done.returncode} on {cell}:\n"
-                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        db = sqlite3.connect(project / STORE)
-        try:
-            rows = db.execute("SELECT hypothesis, knobs, status FROM verdicts").fetchall()
-        finally:
-            db.close()
-    finally:
-        shutil.rmtree(project)
+    rows = session_verdicts(cell.module(reps), str(cell), workers, root)
     found = Counter(h for h, _, _ in rows)
     if found != dict.fromkeys(CLAIMS, len(reps)) or len({(h, k) for h, k, _ in rows}) != len(rows):
         raise SystemExit(f"{cell}: expected one verdict per group and claim "

@@ -105,25 +105,33 @@ def cells(reps: int, extra_reps: int) -> list[Cell]:
     return [*aa, *ni, ignored]
 
 
-def run_chunk(cell: Cell, reps: range, workers: int, root: Path) -> list[tuple[str, str, str]]:
-    """Run the cell's study over settings `reps` in a fresh project; its verdict rows."""
-    project = Path(tempfile.mkdtemp(prefix="calibrate-plugin-", dir=root))
+def session_verdicts(module: str, what: str, workers: int,
+                     root: Path | None) -> list[tuple[str, str, str]]:
+    """Run `module` as the one test file of a throwaway pytest project; the (hypothesis, knobs,
+    status) rows its session stored. Exit 1 is expected (claims that fail, as they should)."""
+    project = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
     try:
         (project / "pytest.ini").write_text("[pytest]\n")
-        (project / "test_calibration_cell.py").write_text(cell.module(reps))
+        (project / "test_calibration_cell.py").write_text(module)
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=no",
                    "-rN", "--no-ablation-tables", *(["-n", str(workers)] if workers else [])]
         done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
-        if done.returncode not in (0, 1):  # 1: some hypotheses failed, as they should
-            raise SystemExit(f"pytest exited {done.returncode} on {cell.label}, {cell.seeds} "
-                             f"seeds:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"pytest exited {done.returncode} on {what}:\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         db = sqlite3.connect(project / STORE)
         try:
-            rows = db.execute("SELECT hypothesis, knobs, status FROM verdicts").fetchall()
+            return db.execute("SELECT hypothesis, knobs, status FROM verdicts").fetchall()
         finally:
             db.close()
     finally:
         shutil.rmtree(project)
+
+
+def run_chunk(cell: Cell, reps: range, workers: int, root: Path) -> list[tuple[str, str, str]]:
+    """Run the cell's study over settings `reps` in a fresh project; its verdict rows."""
+    rows = session_verdicts(cell.module(reps), f"{cell.label}, {cell.seeds} seeds", workers,
+                            root)
     decided = Counter(h for h, _, _ in rows)
     expected = {label(op, test): len(reps) for op, _ in cell.claims
                 for test in ("t", "permutation")}
