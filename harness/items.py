@@ -20,7 +20,7 @@ import pytest
 
 from harness.core.inputs import READS
 from harness.core.runs import RunFailed
-from harness.core.store import RunRecord, StoreError
+from harness.core.store import RunRecord, StoreError, VerdictRow
 from harness.core.study import (
     RUN_VALUES,
     Guard,
@@ -316,11 +316,11 @@ class ClaimItem(pytest.Function):
         parent: HypothesisCollector = self.parent  # type: ignore[assignment]
         return parent.study, parent.tier, parent.knobs
 
-    def _properties(self, mine: dict) -> None:
+    def _properties(self, mine: VerdictRow) -> None:
         """This item's statistics become junit properties."""
         for key in ("status", "claim", "metric", "diff", "ci_lo", "ci_hi", "p", "p_adj", "test",
                     "n"):
-            self.user_properties.append((f"ablation_{key}", mine.get(key)))
+            self.user_properties.append((f"ablation_{key}", getattr(mine, key)))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         path, _, line = self.where.rpartition(":")
@@ -341,7 +341,7 @@ class HypothesisItem(ClaimItem):
         if not mine.passed:
             pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
 
-    def _decide(self) -> tuple[list, list[dict]]:
+    def _decide(self) -> tuple[list, list[VerdictRow]]:
         study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
@@ -377,7 +377,7 @@ class GuardItem(ClaimItem):
         if mine.status != "supported":
             pytest.fail(f"{mine.status.upper()} {against}:\n{mine.message()}", pytrace=False)
 
-    def _decide(self) -> tuple[list, list[dict]]:
+    def _decide(self) -> tuple[list, list[VerdictRow]]:
         study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         guarded = [v for v in study.variants if any(g.covers([v]) for g in study.guards)]
@@ -408,7 +408,7 @@ class KnobClaimItem(ClaimItem):
         if not mine.passed:
             pytest.fail(f"{mine.status.upper()}: {mine.message()}", pytrace=False)
 
-    def _decide(self) -> tuple[list, list[dict]]:
+    def _decide(self) -> tuple[list, list[VerdictRow]]:
         group: KnobClaimCollector = self.parent  # type: ignore[assignment]
         study, session = group.study, self.config.stash[SESSION_KEY]
         variants = [v for v in study.variants if any(c.covers([v]) for c in group.claims)]
@@ -431,10 +431,10 @@ class _Family(pytest.Collector):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._decided: dict[str, tuple[list, list[dict]]] = {}
+        self._decided: dict[str, tuple[list, list[VerdictRow]]] = {}
 
-    def decided(self, family: str, item: ClaimItem,
-                decide: Callable[[], tuple[list, list[dict]]]) -> tuple[list, list[dict]]:
+    def decided(self, family: str, item: ClaimItem, decide: Callable[[], tuple[list, list[
+            VerdictRow]]]) -> tuple[list, list[VerdictRow]]:
         if family not in self._decided:
             results, rows = decide()
             session = item.config.stash[SESSION_KEY]

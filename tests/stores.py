@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from harness.core.store import Owner, Store
+from harness.core.store import Owner, Store, VerdictRow
 from tests.specs import Spec
+
+
+def verdict_row(fields: Mapping[str, Any]) -> VerdictRow:
+    """A VerdictRow from the fields a test names (the others at neutral values)."""
+    known = {f.name for f in dataclasses.fields(VerdictRow)}
+    base = {"kind": "hypothesis", "claim": "", "metric": "", "status": "supported",
+            "message": ""}
+    return VerdictRow(**{**base, **{k: v for k, v in fields.items() if k in known}})
+
+
+def save_verdicts(store: Store, session: str, rows: list[Mapping[str, Any]]) -> None:
+    store.save_verdicts(session, [verdict_row(row) for row in rows])
+
 
 OWNER = Owner("host", 1, "main")
 SESSION = "20260101-000000-aaaaaa"
@@ -25,7 +40,7 @@ def populated(path: Path, seeds: int = 3) -> Path:
                                      owner=OWNER, config={})
                 store.finish(row.id, metrics={"acc": 0.5 + gain + seed / 100}, failures=[],
                              duration=1.0, device="cpu", versions={}, git_commit=None)
-        store.save_verdicts(SESSION, [{
+        save_verdicts(store, SESSION, [{
             "study": "heads", "tier": "synthetic", "knobs": {"noise_sigma": 0.5},
             "hypothesis": "b>a[acc]", "metric": "acc", "status": "supported", "diff": 0.1,
             "ci_lo": 0.09, "ci_hi": 0.11, "p": 0.001, "p_adj": 0.001, "test": "t", "n": seeds,

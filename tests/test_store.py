@@ -22,6 +22,7 @@ from tests.stores import (
     foreign,
     modes_apply,
     populated,
+    save_verdicts,
     snapshot,
     version_1,
 )
@@ -204,9 +205,9 @@ def test_verdicts_upsert(store):
                 ci_lo=0.01, ci_hi=0.03, p=0.01, p_adj=0.02, test="t", n=3, message="",
                 mean_a=0.82, mean_b=0.80, baseline=None, kind="hypothesis",
                 detail={"levels": ["0.5", "1.0"]})
-    store.save_verdicts("s1", [base, {**base, "hypothesis": "h2", "p": math.nan}])
-    store.save_verdicts("s1", [{**base, "status": "fail", "message": "worse"}])
-    store.save_verdicts("s2", [base])
+    save_verdicts(store, "s1", [base, {**base, "hypothesis": "h2", "p": math.nan}])
+    save_verdicts(store, "s1", [{**base, "status": "fail", "message": "worse"}])
+    save_verdicts(store, "s2", [base])
     first, second = store.verdicts("s1")
     assert first == {**base, "session": "s1", "status": "fail", "message": "worse"}
     assert second["hypothesis"] == "h2" and second["p"] is None  # SQLite stores NaN as NULL
@@ -388,7 +389,7 @@ def test_opening_an_older_store_for_writing_adds_its_new_columns(tmp_path):
             SCHEMA_VERSION}
         done(store, "s2", Spec(seed=9))
         assert store.runs("s2")[0].inputs == {}
-        store.save_verdicts("s2", [{"study": "heads", "tier": "t", "knobs": {},
+        save_verdicts(store, "s2", [{"study": "heads", "tier": "t", "knobs": {},
                                     "hypothesis": "a>=baseline[acc]", "mean_a": 0.5,
                                     "baseline": "s1"}])
         assert store.verdicts("s2")[0]["mean_a"] == 0.5  # version 3's columns too

@@ -368,9 +368,8 @@ def test_decide_setting_supports_a_planted_effect():
     assert result.passed
     assert result.status == "supported"
     row = result.row("s", "synthetic", (("noise", 0.1),))
-    assert row["setting"] == "synthetic-noise=0.1"
-    assert row["hypothesis"] == "a>b[acc]"
-    assert row["n"] == 3
+    assert row.as_dict()["setting"] == "synthetic-noise=0.1"
+    assert (row.hypothesis, row.kind, row.claim, row.n) == ("a>b[acc]", "hypothesis", "a > b", 3)
 
 
 def test_decide_setting_missing_metric_lists_the_available_ones():
@@ -394,7 +393,7 @@ def test_decide_setting_nan_fails_with_its_cause_and_never_passes():
     assert not result.passed
     assert result.status == "error"
     assert "metric 'acc' is NaN for a-seed1" in result.message()
-    assert result.row("s", "default", ())["p"] is None
+    assert result.row("s", "default", ()).p is None
 
 
 def test_decide_setting_missing_run_names_the_run():

@@ -22,6 +22,7 @@ from harness.core.tables import (
     session_sections,
 )
 from tests.specs import Spec
+from tests.stores import save_verdicts
 
 SESSION = "s1"
 OWNER = Owner("host", 1, "main")
@@ -119,7 +120,7 @@ def test_session_sections_show_verdicts_and_tiers_side_by_side(store):
                "metric": "joint/labels/majmin", "status": "supported", "diff": 0.09,
                "ci_lo": 0.08, "ci_hi": 0.1, "p": 0.001, "p_adj": 0.002, "test": "t", "n": 3,
                "message": "m"}
-    store.save_verdicts(SESSION, [{**verdict, "tier": "synthetic"},
+    save_verdicts(store, SESSION, [{**verdict, "tier": "synthetic"},
                                   {**verdict, "tier": "real", "knobs": {},
                                    "status": "inconclusive"}])
     sections = session_sections(store, SESSION)
@@ -203,7 +204,7 @@ VERDICT = {"study": "heads", "tier": "synthetic", "knobs": {"noise_sigma": 0.5},
 
 
 def test_verdicts_without_statistics_or_with_infinite_ones_render(store):
-    store.save_verdicts(SESSION, [
+    save_verdicts(store, SESSION, [
         {**VERDICT, **dict.fromkeys(("metric", "status", "diff", "ci_lo", "ci_hi", "p",
                                      "p_adj", "test", "n", "message"))},
         {**VERDICT, "hypothesis": "b > a", "ci_lo": -math.inf, "ci_hi": math.inf},
@@ -437,7 +438,7 @@ COMPARE = {**CLAIM, "hypothesis": "combined:temperature=1.2>temperature=0.7[acc]
 
 
 def test_knob_claims_render_across_their_knob(store):
-    store.save_verdicts(SESSION, [TREND, BEST, COMPARE])
+    save_verdicts(store, SESSION, [TREND, BEST, COMPARE])
     sections = session_sections(store, SESSION)
     claims = next(s for s in sections if s.setting == "synthetic · across temperature")
     assert claims.tables == []  # one setting: nothing to pivot
@@ -463,7 +464,7 @@ def test_a_knob_claim_group_without_runs_renders_everywhere(tmp_path):
            "detail": {**TREND["detail"], "rho": math.nan, "means": [math.nan, 0.1, 0.2]}}
     best = {**BEST, "status": "decided", "detail": {**BEST["detail"], "winner": "1.0",
                                                     "expect": "1.0"}}
-    store.save_verdicts(SESSION, [odd, nan, best])
+    save_verdicts(store, SESSION, [odd, nan, best])
     sections = session_sections(store, SESSION)
     assert [s.setting for s in sections] == ["synthetic · across temperature"]
     text = render_text(sections) + render_markdown(sections)

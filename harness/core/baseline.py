@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from harness.core.store import Store, StoreError
-from harness.core.study import Guard, Knobs, setting_id
+from harness.core.store import Store, StoreError, VerdictRow
+from harness.core.study import Guard, Knobs
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a guard is decided, not before
     from harness.core.stats import Verdict
@@ -139,20 +139,16 @@ class GuardResult:
                    f"{self.skipped or self.error}"
         return self.verdict.message(self.variant, f"{self.variant}@baseline", g.metric)
 
-    def row(self, study: str, tier: str, knobs: Knobs, baseline: Baseline) -> dict:
-        """A flat record for the store (with both means), the tables and junit properties."""
-        g, v = self.guard, self.verdict
-        return {
-            "study": study, "tier": tier, "knobs": dict(knobs), "setting": setting_id(tier, knobs),
-            "hypothesis": self.label, "claim": f"{self.variant} {'<=' if g.minimize else '>='} "
-                                               f"baseline", "metric": g.metric,
-            "margin": g.margin, "alpha": g.alpha, "status": self.status,
-            "diff": v.diff if v else None, "ci_lo": v.ci[0] if v else None,
-            "ci_hi": v.ci[1] if v else None, "p": v.p_support if v else None,
-            "p_adj": v.p_support_adj if v else None, "test": g.test, "n": v.n if v else 0,
-            "message": self.message(), "mean_a": v.mean_a if v else None,
-            "mean_b": v.mean_b if v else None, "baseline": baseline.session,
-        }
+    def row(self, study: str, tier: str, knobs: Knobs, baseline: Baseline) -> VerdictRow:
+        """The verdict as the store (with both means), the tables and junit properties take
+        it."""
+        from harness.core.verdicts import paired
+
+        g = self.guard
+        return VerdictRow(study, tier, dict(knobs), self.label, "guard",
+                          f"{self.variant} {'<=' if g.minimize else '>='} baseline", g.metric,
+                          self.status, self.message(), margin=g.margin, alpha=g.alpha,
+                          test=g.test, baseline=baseline.session, **paired(self.verdict))
 
 
 def decide_guards(guards: Sequence[Guard], variants: Sequence[str], current: RunMetrics,
@@ -213,5 +209,5 @@ def compare_session(store: Store, session: str, baseline: Baseline,
         results = decide_guards(guards, variants, current,
                                 baseline_runs(baseline, study, tier, knobs), seeds,
                                 stored.get("correction", "holm"))
-        rows += [r.row(study, tier, knobs, baseline) for r in results]
+        rows += [r.row(study, tier, knobs, baseline).as_dict() for r in results]
     return rows

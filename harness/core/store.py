@@ -26,7 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from harness.core.provenance import host
+from harness.core.study import setting_id
 
 SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 60.0
@@ -225,6 +226,41 @@ class RunRecord:
     stages: list = field(default_factory=list)  # the stages a run used: name, id, row, computed
     init: dict = field(default_factory=dict)  # tensor name -> hash of the initial state
     artifact: str | None = None  # a stage's stored value: its folder, relative to the store's
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """One decided claim at one setting, whatever its kind (a hypothesis, a guard, a knob
+    claim): what the store keeps of it (a row of `verdicts`), the junit properties and the
+    tables' input. `knobs` are the setting's; for a knob claim, the group's other knobs."""
+
+    study: str
+    tier: str
+    knobs: dict
+    hypothesis: str  # the item's label, `combined>=ctc_only[joint/labels/majmin]`
+    kind: str  # "hypothesis" | "guard" | "compare" | "trend" | "best"
+    claim: str  # in words: `combined >= ctc_only`, `acc increases with frac`
+    metric: str
+    status: str
+    message: str
+    margin: float = 0.0
+    alpha: float = 0.05
+    test: str = "t"
+    n: int = 0
+    diff: float | None = None  # a paired claim's mean difference; a trend's rho
+    ci_lo: float | None = None
+    ci_hi: float | None = None
+    p: float | None = None  # the supporting p-value, and after the family's correction
+    p_adj: float | None = None
+    mean_a: float | None = None
+    mean_b: float | None = None
+    baseline: str | None = None  # a guard's baseline session
+    detail: dict = field(default_factory=dict)  # a knob claim's levels, means, winner, ...
+
+    def as_dict(self) -> dict:
+        """The row as the tables and reports read it (with its setting's id)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "setting": setting_id(self.tier, tuple(self.knobs.items()))}
 
 
 def dumps(value: Any) -> str:
@@ -710,11 +746,12 @@ class Store:
 
     # verdicts
 
-    def save_verdicts(self, session: str, rows: list[dict]) -> None:
+    def save_verdicts(self, session: str, verdicts: Sequence[VerdictRow]) -> None:
         """Upsert verdict rows by (session, study, tier, knobs, hypothesis).
 
         SQLite has no NaN: a NaN statistic is stored as NULL and read back as None.
         """
+        rows = [v.as_dict() for v in verdicts]
         names = ", ".join(_VERDICT_FIELDS)
         updates = ", ".join(f"{name} = excluded.{name}" for name in _VERDICT_FIELDS[5:])
         with self._write() as db:

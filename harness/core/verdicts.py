@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from harness.core.knobstats import BestVerdict, TrendVerdict, adjust_family, best, trend
 from harness.core.metrics import lower_is_better
 from harness.core.stats import Verdict, adjust, decide
-from harness.core.study import Hypothesis, KnobClaim, Knobs, Study, parse_hypothesis, setting_id
+from harness.core.store import VerdictRow
+from harness.core.study import Hypothesis, KnobClaim, Knobs, Study, parse_hypothesis
 
 # (variant, seed) -> the run's flat metrics, or the reason it has none
 RunMetrics = Mapping[tuple[str, int], Mapping[str, float] | str]
@@ -41,19 +42,21 @@ class HypothesisResult:
             return f"{h.text} on {h.metric}: cannot be decided: {self.error}"
         return self.verdict.message(h.a, h.b, h.metric)
 
-    def row(self, study: str, tier: str, knobs: Knobs) -> dict:
-        """A flat record for the store, the tables and junit properties."""
-        h, v = self.hypothesis, self.verdict
-        return {
-            "study": study, "tier": tier, "knobs": dict(knobs), "setting": setting_id(tier, knobs),
-            "hypothesis": h.label, "claim": h.text, "metric": h.metric, "margin": h.margin,
-            "alpha": h.alpha, "status": self.status,
-            "diff": v.diff if v else None, "ci_lo": v.ci[0] if v else None,
-            "ci_hi": v.ci[1] if v else None, "p": v.p_support if v else None,
-            "p_adj": v.p_support_adj if v else None, "test": h.test, "n": v.n if v else 0,
-            "message": self.message(), "mean_a": v.mean_a if v else None,
-            "mean_b": v.mean_b if v else None, "kind": "hypothesis",
-        }
+    def row(self, study: str, tier: str, knobs: Knobs) -> VerdictRow:
+        """The verdict as the store, the tables and junit properties take it."""
+        h = self.hypothesis
+        return VerdictRow(study, tier, dict(knobs), h.label, "hypothesis", h.text, h.metric,
+                          self.status, self.message(), margin=h.margin, alpha=h.alpha,
+                          test=h.test, **paired(self.verdict))
+
+
+def paired(verdict: Verdict | None) -> dict:
+    """The statistics of a paired verdict for a VerdictRow (none when it was not decided)."""
+    if verdict is None:
+        return {}
+    return {"n": verdict.n, "diff": verdict.diff, "ci_lo": verdict.ci[0],
+            "ci_hi": verdict.ci[1], "p": verdict.p_support, "p_adj": verdict.p_support_adj,
+            "mean_a": verdict.mean_a, "mean_b": verdict.mean_b}
 
 
 def seed_values(runs: RunMetrics, seeds: Sequence[int], variant: str,
@@ -158,28 +161,26 @@ class ClaimResult:
                              c.metric)
         return v.message(c.metric, c.knob, self.variant)
 
-    def row(self, study: str, tier: str, knobs: Knobs) -> dict:
-        """A flat record for the store and the tables; `knobs` are the group's other knobs."""
+    def row(self, study: str, tier: str, knobs: Knobs) -> VerdictRow:
+        """The verdict as the store and the tables take it; `knobs` are the group's other
+        knobs, the levels and what was found across them go in `detail`."""
         c, v = self.claim, self.verdict
         detail: dict = {"knob": c.knob, "variant": self.variant, "claim": c.text,
                         "levels": list(self.levels)}
-        row = {"study": study, "tier": tier, "knobs": dict(knobs),
-               "setting": setting_id(tier, knobs), "hypothesis": c.label(self.variant),
-               "claim": c.text, "metric": c.metric, "margin": c.margin, "alpha": c.alpha,
-               "status": self.status, "diff": None, "ci_lo": None, "ci_hi": None, "p": None,
-               "p_adj": None, "test": c.test, "n": v.n if v else 0, "message": self.message(),
-               "mean_a": None, "mean_b": None, "kind": c.kind, "detail": detail}
+        stats: dict = {"n": v.n} if v is not None else {}
         if isinstance(v, Verdict):
-            row.update(diff=v.diff, ci_lo=v.ci[0], ci_hi=v.ci[1], p=v.p_support,
-                       p_adj=v.p_support_adj, mean_a=v.mean_a, mean_b=v.mean_b)
+            stats = paired(v)
         elif isinstance(v, TrendVerdict):
-            row.update(diff=v.rho, p=v.p_support, p_adj=v.p_support_adj, test="page")
+            stats.update(diff=v.rho, p=v.p_support, p_adj=v.p_support_adj)
             detail.update(levels=list(v.levels), means=list(v.means), rho=v.rho,
                           slope=v.slope)
         elif isinstance(v, BestVerdict):
             detail.update(levels=list(v.levels), means=list(v.means), winner=v.winner,
                           candidates=list(v.candidates), expect=v.expect)
-        return row
+        return VerdictRow(study, tier, dict(knobs), c.label(self.variant), c.kind, c.text,
+                          c.metric, self.status, self.message(), margin=c.margin,
+                          alpha=c.alpha, test="page" if c.kind == "trend" else c.test,
+                          detail=detail, **stats)
 
 
 def decide_claims(study: Study, claims: Sequence[KnobClaim], levels: Sequence[str],
