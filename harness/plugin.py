@@ -318,12 +318,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     module = metafunc.module
     path = metafunc.definition.nodeid.split("::")[0]
-    declarations = [int(where.rpartition(":")[2])
-                    for other in vars(module).values() if isinstance(other, Study)
-                    for where in (other.where, *(h.where for h in other.hypotheses),
-                                  *(g.where for g in other.guards),
-                                  *(c.where for c in other.claims))
-                    if where.rpartition(":")[0] == module.__file__]
+    declarations = [line for other in vars(module).values()
+                    if isinstance(other, Study) and other.module == module.__file__
+                    for line in other.declaration_lines()]
     fixture_files = sorted({inspect.getsourcefile(definitions[-1].func) or "" for definitions in
                             metafunc.definition._fixtureinfo.name2fixturedefs.values()} - {""})
     code = StudyCode(module=os.path.abspath(module.__file__), declarations=tuple(declarations),
@@ -354,7 +351,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
     if isinstance(collector, pytest.Module) and report.passed:
         module = collector.obj
         orphans = [obj for obj in vars(module).values() if isinstance(obj, Study)
-                   and obj.function is None and obj.where.rpartition(":")[0] == module.__file__]
+                   and obj.function is None and obj.module == module.__file__]
         if orphans:
             report.outcome = "failed"
             report.longrepr = "\n".join(

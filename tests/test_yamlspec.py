@@ -346,9 +346,6 @@ def test_a_claim_item_is_located_at_its_yaml_line(pytester: pytest.Pytester):
         "  - {claim: better > base, margin: 0.1}") + 1
 
 
-@pytest.mark.xfail(strict=True, reason="framework gap: plugin.pytest_make_collect_report finds "
-                   "orphan studies by `where` in the module's own file; a YAML study's where "
-                   "is its YAML file")
 def test_a_yaml_study_never_applied_to_a_function_is_a_collection_error(
         pytester: pytest.Pytester):
     (pytester.path / "study.yaml").write_text(YAML_STUDY)

@@ -290,6 +290,7 @@ class Study:
                  minimize: Sequence[str] = (), code: Sequence[str] = (),
                  opt_in: Sequence[str] = (), where: str | None = None):
         self.where = where or _caller()
+        self.module = self.where.rpartition(":")[0]  # the Python file that declares it
         self.name = name
         self.explicit_name = name is not None
         self.sweeps: dict[str, Sweep] = {}  # tiers whose knobs vary one at a time
@@ -633,6 +634,13 @@ class Study:
         return [self.spec(t, k, v, s + seed_offset) for t, k in settings
                 for v in self.variants if variants is None or v in variants
                 for s in self.seeds]
+
+    def declaration_lines(self) -> list[int]:
+        """The lines of the study's module that declare it and its claims (those in another
+        file, such as a YAML study's, are not the module's)."""
+        wheres = [self.where, *(c.where for c in (*self.hypotheses, *self.guards, *self.claims))]
+        return [int(line) for file, _, line in (w.rpartition(":") for w in wheres)
+                if file == self.module and line.isdigit()]
 
     def knob_groups(self, claim: KnobClaim) -> list[tuple[str, Knobs, list[Knobs]]]:
         """Where a knob claim is decided: (tier, the other knobs, the group's settings in knob

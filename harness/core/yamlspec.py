@@ -109,7 +109,9 @@ def load_study(path: str | os.PathLike[str]) -> Study:
         raise StudyError(f"{path}: cannot read the study file: {exc.strerror or exc} (a "
                          "relative path is taken from the folder of the module that calls "
                          "load_study)") from None
-    return _Loader(path, text).study()
+    study = _Loader(path, text).study()
+    study.module = sys._getframe(1).f_code.co_filename  # the module that declares it
+    return study
 
 
 def _show(value: Any) -> str:
