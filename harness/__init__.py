@@ -27,7 +27,8 @@ from harness.core.study import (
     ablation,
     sweep,
 )
+from harness.core.yamlspec import load_study
 
 __all__ = ["Guard", "Hypothesis", "KnobClaim", "RunSpec", "StageError", "Study", "StudyError",
-           "Sweep", "ablation", "sweep"]
+           "Sweep", "ablation", "load_study", "sweep"]
 __version__ = "0.1.0"
