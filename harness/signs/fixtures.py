@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from harness.signs import skeleton
 from harness.signs.corpus import Corpus, CorpusConfig, make_corpus
 from harness.signs.lexicon import Lexicon, LexiconConfig, make_lexicon
 from harness.signs.model import ModelConfig
@@ -33,7 +32,7 @@ class SignData:
         """A ModelConfig whose sizes fit this lexicon, with the config's own settings."""
         lex = self.lexicon.config
         return ModelConfig(text_dim=lex.text_dim, sign_dim=lex.sign_dim, frames=lex.frames,
-                           pose_dim=skeleton.JOINTS * 2, **overrides)
+                           pose_dim=self.lexicon.pose_dim, **overrides)
 
 
 def make_sign_data(config: Mapping[str, Any], seed: int) -> SignData:
