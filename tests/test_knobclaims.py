@@ -135,3 +135,14 @@ def test_a_wrong_knob_claim_is_refused_at_its_line(declare, message) -> None:
 def test_a_sweep_needs_a_base_value_for_every_swept_knob() -> None:
     with pytest.raises(StudyError, match=r"varies \['lr'\] but base= gives them no value"):
         ablation(variants={"a": {}}, tiers={"t": sweep({"lr": [0.1]}, base={"drop": 0.1})})
+
+
+def test_a_knob_named_like_a_path_sets_a_nested_config_key() -> None:
+    study = ablation(variants={"deep": {"model": {"depth": 2}}}, seeds=1,
+                     base={"model": {"width": 4, "depth": 1}, "lr": 0.1},
+                     tiers={"t": {"model/width": [8, 16]}})
+    configs = [spec.config for spec in study.runs()]
+    assert configs == [{"model": {"width": 8, "depth": 2}, "lr": 0.1},
+                       {"model": {"width": 16, "depth": 2}, "lr": 0.1}]
+    with pytest.raises(StudyError, match="knob 'lr/x': config key 'lr' is not a dict"):
+        ablation(variants={"a": {}}, base={"lr": 0.1}, tiers={"t": {"lr/x": [1]}}).runs()

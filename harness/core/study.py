@@ -263,7 +263,9 @@ class Study:
         variants: variant name -> config overrides merged over `base`.
         seeds: a count (seeds 0..n-1) or an explicit list of distinct ints.
         tiers: tier name -> knobs (knob name -> list of values); the runs of a tier cover the
-            cartesian product of its knobs. The tier "real" only runs under `--real`.
+            cartesian product of its knobs (or `sweep(...)`: one at a time). A knob named
+            like a path, "model/width", sets that key of a nested config. The tier "real"
+            only runs under `--real`.
         base: config shared by all variants.
         tier_config: tier name -> config merged over `base` for that tier's runs (before the
             variant overrides), e.g. a bigger training budget for real data.
@@ -620,7 +622,14 @@ class Study:
     def spec(self, tier: str, knobs: Knobs, variant: str, seed: int) -> RunSpec:
         config = _deep_merge(_deep_merge(self.base, self.tier_config.get(tier, {})),
                              self.variants[variant])
-        config.update(dict(knobs))
+        for knob, value in knobs:  # a knob named "model/width" sets config["model"]["width"]
+            *parents, last = knob.split("/")
+            node = config
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    self._fail(f"knob {knob!r}: config key {part!r} is not a dict")
+            node[last] = value
         return RunSpec(self.name or "", tier, knobs, variant, seed, config)
 
     def runs(self, tier: str | None = None, knobs: Knobs | None = None,
