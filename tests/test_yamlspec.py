@@ -154,6 +154,12 @@ def test_variants_and_tiers_left_empty_mean_no_overrides_and_no_knobs(tmp_path: 
                                                                     "synthetic-a-seed1"]
 
 
+def test_a_knob_named_like_a_path_sets_a_nested_key_of_base(tmp_path: Path):
+    study = load_study(write(tmp_path, SCHEMA + "tiers:\n  synthetic: {model/width: [2, 4]}\n"))
+    assert study.spec("synthetic", (("model/width", 4),), "narrow", 0).config["model"] == {
+        "width": 4, "norm": True}
+
+
 def test_without_base_configs_are_free_form(tmp_path: Path):
     study = load_study(write(tmp_path, "variants: {a: {x: 1}, b: {y: two}}\n"))
     assert study.variants == {"a": {"x": 1}, "b": {"y": "two"}}
@@ -197,6 +203,12 @@ ERRORS = [
     ("knob not in base", SCHEMA + "tiers:\n  synthetic: {nois: [0.5, 1.0]}\n", "nois:",
      "tiers.synthetic.nois: knob 'nois' is not a key of base: did you mean 'noise'? a knob sets "
      "a config key, so declare it in base with its default"),
+    ("misspelt path knob", SCHEMA + "tiers:\n  synthetic: {model/widht: [2, 4]}\n",
+     "widht", "tiers.synthetic.model/widht: knob 'model/widht' is not a key of base: did you "
+     "mean 'model/width'?"),
+    ("path knob of the wrong type", SCHEMA + "tiers:\n  s:\n    sweep: {model/width: [2.5]}"
+     "\n    base: {model/width: 8}\n", "2.5", "tiers.s.sweep.model/width[0]: expected an int "
+     "(like base.model.width, 8), got 2.5"),
     ("knob of the wrong type", SCHEMA + "tiers:\n  synthetic: {noise: [0.5, high]}\n",
      "high", "tiers.synthetic.noise[1]: expected a number (like base.noise, 0.5), got 'high'"),
     ("knob not a list", SCHEMA + "tiers:\n  synthetic: {noise: 0.5}\n", "noise: 0.5}",

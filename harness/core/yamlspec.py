@@ -130,7 +130,7 @@ def _dotted(keys: Path) -> str:
         if isinstance(key, int):
             out += f"[{key}]"
         else:
-            text = str(key) if re.fullmatch(r"[\w\-]+", str(key)) else repr(str(key))
+            text = str(key) if re.fullmatch(r"[\w\-/]+", str(key)) else repr(str(key))
             out += f".{text}" if out else text
     return out or "(top level)"
 
@@ -346,22 +346,33 @@ class _Loader:
                    f"[{_show(values)}]")
         if not values:
             self.fail(keys, "a knob needs at least one value")
-        self.knob_value(None, knob, keys, base)
-        for i, value in enumerate(values):
-            self.knob_value(value, knob, (*keys, i), base)
+        if base is not None:
+            like, like_keys = self.knob_base(knob, keys, base)
+            for i, value in enumerate(values):
+                self.conform(value, like, (*keys, i), like_keys)
 
     def knob_value(self, value: Any, knob: str, keys: Path,
                    base: Mapping[str, Any] | None) -> None:
-        """A knob's value fits its base value; None only checks that base has the knob."""
-        if base is None:
-            return
-        if knob not in base:
-            close = difflib.get_close_matches(str(knob), [str(k) for k in base], n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            self.fail(keys, f"knob {str(knob)!r} is not a key of base: {hint}a knob sets a "
-                      "config key, so declare it in base with its default")
-        if value is not None:
-            self.conform(value, base[knob], keys, ("base", knob))
+        if base is not None:
+            like, like_keys = self.knob_base(knob, keys, base)
+            self.conform(value, like, keys, like_keys)
+
+    def knob_base(self, knob: str, keys: Path, base: Mapping[str, Any]) -> tuple[Any, Path]:
+        """(base value, its key path) of the config key a knob sets; a knob named like a
+        path, "model/width", sets a nested key."""
+        like: Any = base
+        like_keys: Path = ("base",)
+        for part in str(knob).split("/"):
+            if not isinstance(like, dict) or part not in like:
+                options = [str(k) for k in like] if isinstance(like, dict) else []
+                close = difflib.get_close_matches(part, options, n=1)
+                prefix = "/".join(map(str, like_keys[1:]))
+                hint = f"did you mean {(prefix + '/' if prefix else '') + close[0]!r}? " \
+                    if close else ""
+                self.fail(keys, f"knob {str(knob)!r} is not a key of base: {hint}a knob sets "
+                          "a config key, so declare it in base with its default")
+            like, like_keys = like[part], (*like_keys, part)
+        return like, like_keys
 
     def tables(self, tables: Any) -> list[str] | dict[str, list[str]]:
         if isinstance(tables, dict):
