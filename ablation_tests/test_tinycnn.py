@@ -13,8 +13,7 @@ and each layer's top singular values (the scree data).
 
 from __future__ import annotations
 
-from harness import ablation
-from harness.core.yamlspec import load_study
+from harness import ablation, load_study
 from harness.tinycnn.fixtures import tinycnn_data_fixture  # noqa: F401
 from harness.tinycnn.model import ModelConfig, TinyCNN
 from harness.tinycnn.spectral import spectrum
