@@ -70,6 +70,17 @@ def test_library_and_framework_files_are_not_the_projects(project: inputs.Projec
     assert project.is_code(str(chords))  # a domain is user-level code
 
 
+def test_framework_sources_read_for_a_stack_trace_are_no_data_of_a_run():
+    """torch.manual_seed records a stack trace, which reads the framework's own sources: under
+    a rootdir that holds the framework (this repository) they were recorded as data, so an
+    edit of harness/items.py retrained every run that seeded torch."""
+    harness = Path(inputs.__file__).parents[1]
+    project = inputs.Project(harness.parent)
+    assert not project.is_data(str(harness / "items.py"))
+    assert not project.is_data(str(harness / "core" / "runs.py"))
+    assert project.is_data(str(harness / "chords" / "model.py"))
+
+
 def test_python_files_hash_their_syntax_tree(tmp_path: Path):
     path = write(tmp_path / "m.py", "x = 1\n")
     digest = inputs.content_hash(path)

@@ -71,8 +71,10 @@ class Project:
         return not self.in_libraries(path) and not _is_framework(path)
 
     def is_data(self, path: str) -> bool:
-        """A file under the rootdir whose contents a run may depend on."""
-        if not _under(path, self.rootdir) or any(_under(path, p) for p in self.ignore):
+        """A file under the rootdir whose contents a run may depend on (never the framework's
+        own sources, which a stack trace may read)."""
+        if not _under(path, self.rootdir) or any(_under(path, p) for p in self.ignore) \
+                or _is_framework(path):
             return False
         parts = os.path.relpath(path, self.rootdir).split(os.sep)
         return not any(p.startswith(".") or p == "__pycache__" for p in parts) and \
