@@ -94,7 +94,7 @@ def fit(model: nn.Module, train: Tensors, validation: Tensors, config: TrainConf
         history.append(checked)
         states.append(copy.deepcopy(model.state_dict()))
         if log is not None:
-            log(step, loss=float(loss), epoch=epoch + 1, **checked)
+            log(step, loss=loss.item(), epoch=epoch + 1, **checked)
     kept = best_epoch(history, min_recall=config.min_recall)
     model.load_state_dict(states[kept])
     return Fitted(kept + 1, history)
