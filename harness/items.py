@@ -347,7 +347,7 @@ class HypothesisItem(ClaimItem):
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
         from harness.core.verdicts import decide_setting
 
-        results = decide_setting(study, runs, session.seeds(study))
+        results = decide_setting(study, runs, session.seeds(study), tier)
         return results, [r.row(study.name or "", tier, knobs) for r in results]
 
 
@@ -470,7 +470,7 @@ class HypothesisCollector(_Family):
         items: list[ClaimItem] = [
             HypothesisItem.from_parent(self, name=hypothesis.label, callobj=_claim,
                                        hypothesis=hypothesis)
-            for hypothesis in self.study.hypotheses]
+            for hypothesis in self.study.hypotheses_at(self.tier)]
         items += [GuardItem.from_parent(self, name=guard.label(variant), callobj=_claim,
                                         guard=guard, variant=variant)
                   for guard in self.study.guards
@@ -515,7 +515,8 @@ def hypothesis_collectors(parent: pytest.Collector, name: str, obj: Any,
     found: list[_Family] = [
         HypothesisCollector.from_parent(parent, name=f"{name}[{setting_id(tier, knobs)}]",
                                         study=study, tier=tier, knobs=knobs, marks=marks)
-        for tier, knobs in study.settings()] if study.hypotheses or study.guards else []
+        for tier, knobs in study.settings()
+        if study.hypotheses_at(tier) or study.guards]
     groups: dict[tuple[str, str, Knobs], tuple[list[Knobs], list[KnobClaim]]] = {}
     for claim in study.claims:
         for tier, rest, members in study.knob_groups(claim):

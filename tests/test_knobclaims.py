@@ -146,3 +146,37 @@ def test_a_knob_named_like_a_path_sets_a_nested_config_key() -> None:
                        {"model": {"width": 16, "depth": 2}, "lr": 0.1}]
     with pytest.raises(StudyError, match="knob 'lr/x': config key 'lr' is not a dict"):
         ablation(variants={"a": {}}, base={"lr": 0.1}, tiers={"t": {"lr/x": [1]}}).runs()
+
+
+TIERED = """
+import random
+from harness import ablation
+
+study = ablation(variants={"a": {"gain": 0.0}, "b": {"gain": 0.1}}, seeds=6,
+                 tiers={"synthetic": {"level": [0, 1]}, "real": {"level": [0, 1]}})
+study.expect("b > a", metric="m", tiers=["synthetic"])   # true by construction there only
+study.expect("b >= a", metric="m", margin=0.5)           # everywhere
+study.trend("level", metric="m", tiers=["synthetic"])
+
+@study
+def test_tiered(run):
+    own = random.Random(f"{run.seed}-{run.knobs['level']}-{run.variant}").gauss(0, 0.005)
+    return {"m": run.config["gain"] + 0.01 * run.seed + 0.2 * run.knobs["level"] + own}
+"""
+
+
+def test_a_claim_limited_to_a_tier_has_items_there_only(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_tiered=TIERED)
+    names = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider").stdout.lines
+    claims = sorted(n.split("::", 1)[1] for n in names if n.count("::") == 2)
+    assert claims == sorted([
+        "test_tiered[real-level=0]::b>=a[m]", "test_tiered[real-level=1]::b>=a[m]",
+        "test_tiered[synthetic-level=0]::b>=a[m]", "test_tiered[synthetic-level=0]::b>a[m]",
+        "test_tiered[synthetic-level=1]::b>=a[m]", "test_tiered[synthetic-level=1]::b>a[m]",
+        "test_tiered[synthetic-level=*]::a:increases_with(level)[m]",
+        "test_tiered[synthetic-level=*]::b:increases_with(level)[m]"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "--real", "-q")
+    result.assert_outcomes(passed=48 + 8)
+    with pytest.raises(StudyError, match="tiers= names"):
+        ablation(variants={"a": {}, "b": {}}, tiers={"t": {}}).expect("a > b", metric="m",
+                                                                       tiers=["real"])

@@ -103,6 +103,7 @@ class Hypothesis:
     test: str = "t"
     name: str = ""
     where: str = ""  # file:line of the declaration
+    tiers: tuple[str, ...] = ()  # the tiers it is claimed at (all when empty)
 
     @property
     def label(self) -> str:
@@ -201,6 +202,7 @@ class KnobClaim:
     variants: tuple[str, ...] = ()
     name: str = ""
     where: str = ""
+    tiers: tuple[str, ...] = ()  # the tiers it is claimed at (all when empty)
 
     def label(self, variant: str) -> str:
         """`combined:temperature=0.7>temperature=1.2[acc]`, `combined:increases_with(frac)[acc]`,
@@ -400,12 +402,16 @@ class Study:
 
     def expect(self, expr: str, *, metric: str, margin: float = 0.0, alpha: float = 0.05,
                test: str = "t", name: str | None = None,
-               variants: Sequence[str] | None = None) -> Hypothesis | KnobClaim:
+               variants: Sequence[str] | None = None,
+               tiers: Sequence[str] | None = None) -> Hypothesis | KnobClaim:
         """Declare a hypothesis: `expect("combined >= ctc_only", metric="joint/labels/majmin")`.
 
         Between two values of a knob, for each variant (or those in `variants`), paired by
         seed within each group of settings whose other knobs agree:
         `expect("temperature=0.7 > temperature=1.2", metric="acc")`.
+
+        `tiers` limits a claim to some tiers (e.g. true by construction on synthetic data, an
+        open question on real data); by default it is claimed at every tier.
 
         `>` is superiority by `margin`, `>=` non-inferiority within `margin` (> 0), `==`
         equivalence within `margin` (two one-sided tests); `==` with margin 0 claims the two
@@ -417,14 +423,15 @@ class Study:
         if sides and _KNOB_SIDE.match(sides.group(1)) and _KNOB_SIDE.match(sides.group(3)):
             return self._knob_comparison(expr, sides.groups(), metric=metric, margin=margin,
                                          alpha=alpha, test=test, name=name, variants=variants,
-                                         where=where)
+                                         where=where, tiers=self._claim_tiers(tiers, expr, where))
         if variants is not None:
             self._fail(f"hypothesis {expr!r}: variants= is for claims across knob values "
                        f"('temperature=0.7 > temperature=1.2'); this one names its variants",
                        where)
         try:
             hyp = parse_hypothesis(expr, metric=metric, margin=float(margin), alpha=float(alpha),
-                                   test=test, name=name or "", where=where)
+                                   test=test, name=name or "", where=where,
+                                   tiers=self._claim_tiers(tiers, expr, where))
         except StudyError as exc:
             raise StudyError(f"{where}: {exc}") from None
         for variant in (hyp.a, hyp.b):
@@ -458,7 +465,8 @@ class Study:
 
     def _knob_comparison(self, expr: str, sides: tuple[str, str, str], *, metric: str,
                          margin: float, alpha: float, test: str, name: str | None,
-                         variants: Sequence[str] | None, where: str) -> KnobClaim:
+                         variants: Sequence[str] | None, where: str,
+                         tiers: tuple[str, ...]) -> KnobClaim:
         left, op, right = sides
         (knob, a), (other, b) = (_KNOB_SIDE.match(side).groups()  # type: ignore[union-attr]
                                  for side in (left, right))
@@ -474,7 +482,7 @@ class Study:
             self._fail(f"claim {expr!r} compares {knob}={a} with itself", where)
         claim = KnobClaim("compare", knob, metric, op=op, a=a, b=b, margin=float(margin),
                           alpha=float(alpha), test=test, name=name or "", where=where,
-                          variants=self._claim_variants(variants, expr, where))
+                          variants=self._claim_variants(variants, expr, where), tiers=tiers)
         self._check_claim_options(claim, expr, where)
         if op in (">=", "<=") and claim.margin == 0:
             self._fail(f"claim {expr!r}: '{op}' is non-inferiority within a margin: give "
@@ -483,7 +491,7 @@ class Study:
 
     def trend(self, knob: str, *, metric: str, direction: str = "increases",
               alpha: float = 0.05, variants: Sequence[str] | None = None,
-              name: str | None = None) -> KnobClaim:
+              name: str | None = None, tiers: Sequence[str] | None = None) -> KnobClaim:
         """Declare that `metric` increases (or decreases) with an ordered knob, for each
         variant (or those in `variants`): `study.trend("data_fraction", metric="acc")`.
 
@@ -497,13 +505,14 @@ class Study:
         self._knob_values(knob, f"trend {knob!r}", where)
         claim = KnobClaim("trend", knob, metric, direction=direction, alpha=float(alpha),
                           name=name or "", where=where,
-                          variants=self._claim_variants(variants, knob, where))
+                          variants=self._claim_variants(variants, knob, where),
+                          tiers=self._claim_tiers(tiers, knob, where))
         self._check_claim_options(claim, knob, where)
         return self._add_claim(claim, where)
 
     def best(self, knob: str, *, metric: str, expect: Any = None, alpha: float = 0.05,
              test: str = "t", variants: Sequence[str] | None = None,
-             name: str | None = None) -> KnobClaim:
+             name: str | None = None, tiers: Sequence[str] | None = None) -> KnobClaim:
         """Ask which value of `knob` is best on `metric`, for each variant (or those in
         `variants`): the winner only when it beats every other value (one-sided paired tests at
         alpha/k), else the candidates, the values no other value beats (at alpha/(k-1)). The
@@ -518,7 +527,8 @@ class Study:
                        f"({', '.join(values)})", where)
         claim = KnobClaim("best", knob, metric, expect=expected, alpha=float(alpha), test=test,
                           name=name or "", where=where,
-                          variants=self._claim_variants(variants, knob, where))
+                          variants=self._claim_variants(variants, knob, where),
+                          tiers=self._claim_tiers(tiers, knob, where))
         self._check_claim_options(claim, knob, where)
         return self._add_claim(claim, where)
 
@@ -538,6 +548,18 @@ class Study:
             self._fail(f"{what}: variants= names {unknown or variants!r}, not a list of the "
                        f"study's variants ({', '.join(self.variants)})", where)
         return tuple(variants or ())
+
+    def _claim_tiers(self, tiers: Sequence[str] | None, what: str,
+                     where: str) -> tuple[str, ...]:
+        unknown = [t for t in tiers or () if t not in self.tiers]
+        if unknown or isinstance(tiers, str):
+            self._fail(f"{what}: tiers= names {unknown or tiers!r}, not a list of the study's "
+                       f"tiers ({', '.join(self.tiers)})", where)
+        return tuple(tiers or ())
+
+    def hypotheses_at(self, tier: str) -> list[Hypothesis]:
+        """The hypotheses claimed at `tier`: the family of each of its settings."""
+        return [h for h in self.hypotheses if not h.tiers or tier in h.tiers]
 
     def _check_claim_options(self, claim: KnobClaim, what: str, where: str) -> None:
         if not isinstance(claim.metric, str) or not claim.metric.strip("/"):
@@ -657,6 +679,8 @@ class Study:
         values of the claim's knob can decide it."""
         groups: dict[tuple[str, Knobs], list[Knobs]] = {}
         for tier, knobs in self.settings():
+            if claim.tiers and tier not in claim.tiers:
+                continue
             if claim.knob in dict(knobs):
                 rest = tuple((k, v) for k, v in knobs if k != claim.knob)
                 groups.setdefault((tier, rest), []).append(knobs)

@@ -79,8 +79,8 @@ def seed_values(runs: RunMetrics, seeds: Sequence[int], variant: str,
     return values
 
 
-def decide_setting(study: Study, runs: RunMetrics,
-                   seeds: Sequence[int] | None = None) -> list[HypothesisResult]:
+def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None = None,
+                   tier: str | None = None) -> list[HypothesisResult]:
     """Verdicts for every hypothesis of `study` at one setting, corrected as a family.
 
     Runs are paired by seed (variants share init and data per seed); `seeds` defaults to the
@@ -89,7 +89,7 @@ def decide_setting(study: Study, runs: RunMetrics,
     seeds = study.seeds if seeds is None else seeds
     results: list[HypothesisResult] = []
     decided: list[int] = []
-    for hyp in study.hypotheses:
+    for hyp in study.hypotheses if tier is None else study.hypotheses_at(tier):
         a = seed_values(runs, seeds, hyp.a, hyp.metric)
         b = seed_values(runs, seeds, hyp.b, hyp.metric)
         problem = a if isinstance(a, str) else b if isinstance(b, str) else ""

@@ -66,9 +66,9 @@ STUDY_KEYS = ("variants", "seeds", "tiers", "base", "tier_config", "name", "corr
               "tables", "minimize", "code", "opt_in", "metric", "expect", "trend", "best",
               "guard")
 CLAIM_KEYS: dict[str, tuple[str, ...]] = {
-    "expect": ("claim", "metric", "margin", "alpha", "test", "name", "variants"),
-    "trend": ("knob", "metric", "direction", "alpha", "variants", "name"),
-    "best": ("knob", "metric", "expect", "alpha", "test", "variants", "name"),
+    "expect": ("claim", "metric", "margin", "alpha", "test", "name", "variants", "tiers"),
+    "trend": ("knob", "metric", "direction", "alpha", "variants", "name", "tiers"),
+    "best": ("knob", "metric", "expect", "alpha", "test", "variants", "name", "tiers"),
     "guard": ("metric", "margin", "alpha", "test", "variants"),
 }
 REQUIRED = {"expect": "claim", "trend": "knob", "best": "knob", "guard": "margin"}
