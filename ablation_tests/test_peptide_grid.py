@@ -105,9 +105,11 @@ def test_peptide_grid(run, peptide_data):
 
 
 # For every classifier: exact residues in order beat physico-chemical classes, in ranking and
-# in the precision the loss and the checkpoint selection aim for ...
-grid.expect("kmer > ctd", metric="scores/roc_auc")
-grid.expect("kmer > ctd", metric="scores/precision")
+# in the precision the loss and the checkpoint selection aim for: true by construction of the
+# synthetic peptides (decoys are their motifs' class twins); on real AMPs the classes carry
+# most of the signal, so there it is a question for the tables, not a claim ...
+grid.expect("kmer > ctd", metric="scores/roc_auc", tiers=["synthetic"])
+grid.expect("kmer > ctd", metric="scores/precision", tiers=["synthetic"])
 # ... and the learned encoder is at least as good as them (within 3 points of ROC-AUC).
 grid.expect("encoder >= kmer", metric="scores/roc_auc", margin=0.03)
 # Which classifier makes the most of each embedder? An open question: answered in the tables.
