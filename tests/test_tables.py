@@ -504,3 +504,12 @@ def test_a_stage_used_by_a_stage_names_it(tmp_path):
     assert shared.tables[0].rows[0][-1] == "1 stage train"
     assert table(session_sections(store, SESSION)[0], "stages").rows[0][-1] == "1 run of combined"
     assert shared.footer == ["compute: runs 1.0 s + stages 35.0 s = 36.0 s"]
+
+
+def test_a_count_equal_on_every_seed_reads_as_an_integer():
+    from harness.core.tables import _cell
+
+    assert _cell([1466.0, 1466.0, 1466.0]).text() == "1466"
+    assert _cell([1.0, 1.0]).text() == "1.000 ± 0.000"  # a saturated accuracy is no count
+    assert _cell([0.5, 0.5]).text() == "0.500 ± 0.000"
+    assert _cell([3.0, 4.0]).text() == "3.500 ± 0.707"

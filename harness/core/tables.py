@@ -65,6 +65,8 @@ class Cell:
         if self.non_finite:
             return ", ".join(f"{kind} ({count} of {self.n})"
                              for kind, count in self.non_finite.items())
+        if self.std == 0 and self.mean.is_integer() and 10 <= abs(self.mean) < 1e15:
+            return f"{int(self.mean)}"  # a count, the same on every seed: 1466, not 1466.000
         spread = f" ± {self.std:.3f}" if self.n > 1 else ""
         return f"{self.mean:.3f}{spread}"
 
