@@ -57,6 +57,18 @@ def runs(store: Path) -> list[sqlite3.Row]:
                       "FROM runs r JOIN sessions s USING (session) ORDER BY r.id").fetchall()
 
 
+def per_study(rows: list[sqlite3.Row]) -> str:
+    """Runs, stages and their compute seconds per study (studies of one file together)."""
+    found: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        found[row["study"].split("::")[0]][row["kind"]].append(row["duration"] or 0.0)
+    table = [[study, len(k["run"]), len(k["stage"]), f"{sum(k['run']):.1f}",
+              f"{sum(k['stage']):.1f}", f"{sum(k['run']) + sum(k['stage']):.1f}"]
+             for study, k in found.items()]
+    return tabulate(table, ["study file", "runs", "stages", "runs s", "stages s", "compute s"],
+                    tablefmt="github")
+
+
 def seconds(a: str, b: str) -> float:
     return (dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds()
 
@@ -238,13 +250,9 @@ def speed(args: argparse.Namespace) -> None:
             f"threads on every core without xdist: {threaded / parallel:.2f}x). Summed run s: "
             "training + scoring of every run.\n",
             ceiling_text(serial, statistics.median(summed[serial_name]), import_torch)]
-    per_variant = defaultdict(list)
-    for row in results[serial_name][1]:
-        per_variant[(row["study"], row["variant"])].append(row["duration"])
-    body.append(tabulate([[s, v, len(d), f"{statistics.fmean(d):.2f}", f"{max(d):.2f}"]
-                          for (s, v), d in per_variant.items()],
-                         ["study", "variant", "runs", "mean s/run", "max s/run"],
-                         tablefmt="github"))
+    body.append("Per study (the `-n 0` session): its runs' own time and its stages' (a stage's "
+                "time is its own, not its runs'):\n")
+    body.append(per_study(results[serial_name][1]))
     body.append("\nWhere `-n 2`'s session goes, per worker (seconds from the session's start; "
                 "start-up = xdist start, imports, collection; busy = its runs; the rest is "
                 "hypothesis items, other tests and waiting):\n")
