@@ -14,7 +14,11 @@ A run must train in about a second on one CPU thread, so neither part is recurre
   index). Its per-frame argmax over non-blank classes times chord changes well but labels noisy
   frames wrongly; its greedy sequence is poor (noise inserts symbols). It is rarely blank (6-21%
   of frames), so it never sits on the blank plateau; a deeper CTC encoder (ReLU hidden layer) did,
-  with 94-99% blank frames at the end of the step budget.
+  with 94-99% blank frames at the end of the step budget. On Billboard (~52 frames per chord) the
+  linear one does too: blank posterior ~0.97 on every frame, greedy decoding emits nothing.
+  ``ctc_pool`` is the usual CTC cure, time downsampling: one output per that many frames (their
+  mean), so outputs per chord fall to a few; outputs are repeated over their frames for frame
+  labels and alignments. (A ReLU layer there, or normalised chroma, did no better.)
 - ``ar``: a decoder that emits the chord sequence then EOS (index ``num_classes``). Its state is
   the probability distribution of where the current segment starts, an exact semi-Markov forward
   step: a segment goes on while its frames look like its chord (per-frame stay probability
@@ -48,6 +52,8 @@ class ModelConfig:
     feature_dim: int = 64
     num_classes: int = 61
     ctc_kernel: int = 3  # (odd) frames seen by one CTC output: few, so frame labels stay noisy
+    ctc_pool: int = 1  # > 1: the CTC part emits one output per this many frames (mean-pooled)
+    ctc_blank_penalty: float = 0.0  # decoding only: subtracted from the blank's log-prob (greedy)
     ar_kernel: int = 3  # (odd) frames seen by one output of the AR part's frame classifier
     read_frames: int = 3  # frames the AR decoder reads after a segment start
     segment_rate: float = 0.15  # initial chance that a segment ends at a given frame
@@ -70,11 +76,34 @@ def _frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
 class CTCPart(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if config.ctc_pool < 1:
+            raise ValueError(f"ctc_pool must be at least 1, got {config.ctc_pool}")
+        self.pool = config.ctc_pool
         self.encoder = _conv(config.feature_dim, config.num_classes + 1, config.ctc_kernel)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) features -> (B, T, C + 1) log-probs; the blank is the last class."""
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features -> (B, ceil(T / pool), C + 1) log-probs at the CTC's own rate.
+
+        Each output reads the mean of ``pool`` frames. Frames past the end count as zeros and
+        every window divides by ``pool``, so a song's outputs do not depend on the padding of
+        the batch it sits in (a conv's own padding is zeros too).
+        """
+        if self.pool > 1:
+            features = F.pad(features, (0, 0, 0, -features.shape[1] % self.pool))
+            features = features.unflatten(1, (-1, self.pool)).mean(2)
         return _over_frames(self.encoder, features)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) features -> (B, T, C + 1) log-probs; the blank is the last class.
+
+        Pooled outputs are repeated over their frames: greedy decoding collapses repeats, so
+        it reads the same sequence at either rate, and frame labels and alignments keep the
+        frame grid.
+        """
+        log_probs = self.pooled(features)
+        if self.pool > 1:
+            log_probs = log_probs.repeat_interleave(self.pool, dim=1)[:, : features.shape[1]]
+        return log_probs
 
     def loss(
         self,
@@ -85,8 +114,9 @@ class CTCPart(nn.Module):
     ) -> torch.Tensor:
         """CTC loss, each song's divided by its sequence length, averaged over songs (a song
         too short for its sequence counts 0, not infinity)."""
-        log_probs = self(features).transpose(0, 1)
+        log_probs = self.pooled(features).transpose(0, 1)
         blank = log_probs.shape[-1] - 1
+        lengths = (lengths + self.pool - 1) // self.pool  # ceil: a partial window is an output
         return F.ctc_loss(
             log_probs, targets, lengths, target_lengths, blank=blank, zero_infinity=True
         )

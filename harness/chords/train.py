@@ -32,7 +32,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class TrainConfig:
     steps: int = 80
     batch_size: int = 16
     lr: float = 0.01
+    part_lr: dict[str, float] = field(default_factory=dict)  # per-part lr, e.g. {"ctc": 0.003}
     clip: float = 1.0  # max gradient norm, per part
     log_every: int = 10
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end), with checkpoint=
@@ -150,7 +151,12 @@ def fit(
     parts = trained_parts(model)
     if not parts:
         return {}
-    optimizers = [Adam(getattr(model, p).parameters(), lr=config.lr) for p in parts]
+    unknown = sorted(set(config.part_lr) - set(model.PARTS))
+    if unknown:
+        raise ValueError(f"part_lr names unknown part(s) {unknown}; valid parts are "
+                         f"{list(model.PARTS)}")
+    optimizers = [Adam(getattr(model, p).parameters(), lr=config.part_lr.get(p, config.lr))
+                  for p in parts]
     data = Batches(songs)
     rng = np.random.default_rng(seed)
     batch_size = min(config.batch_size, len(songs))
