@@ -2,7 +2,7 @@
 
 The synthetic gate says nothing about real chroma. This runs
 
-    pytest ablation_tests --real -k real -n WORKERS --ablation-store .ablation/bench/real/...
+    pytest ablation_tests/test_chord_heads.py --real -k real -n WORKERS --ablation-store ...
 
 in a subprocess (the study's own train_and_score, checkpoint selection, hypotheses and paired
 tests: nothing re-implemented here), then reads the session back from its store and writes the
@@ -58,6 +58,8 @@ DATA = REPO / "../shared/data/billboard"
 CACHE = REPO / ".ablation" / "cache" / "billboard"
 BENCH = REPO / ".ablation" / "bench" / "real"
 STORE = BENCH / "results.sqlite"  # checkpoints go beside it, in BENCH / "checkpoints"
+STUDY_FILE = "ablation_tests/test_chord_heads.py"  # other studies have real tiers of their own
+STUDY = f"{STUDY_FILE}::test_chord_heads"
 MEASURED = BENCH / "session.json"  # what only this script measures: wall time, peak RSS, exit
 COLUMNS = {"majmin": "labels", "root": "labels", "seg": "alignment", "seq_err": "labels"}
 CHANCE_DRAWS = 5
@@ -86,7 +88,7 @@ def run_session(workers: str, resume: bool) -> tuple[float, float, int]:
     """The study's real tier under pytest: (wall seconds, peak MB of its largest process, exit)."""
     if not resume:
         shutil.rmtree(BENCH, ignore_errors=True)
-    command = [sys.executable, "-m", "pytest", "ablation_tests", "--real", "-k", "real",
+    command = [sys.executable, "-m", "pytest", STUDY_FILE, "--real", "-k", "real",
                "-n", workers, "--ablation-store", str(STORE), "-p", "no:cacheprovider",
                "--billboard-root", str(DATA.resolve()),  # the data the report describes
                *(["--reuse"] if resume else [])]
@@ -180,14 +182,14 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
     """The markdown section: command, machine, data, config, the session's tables, baselines."""
     store = Store(STORE)
     session = store.latest_session()
-    runs = [r for r in store.runs(session=session) if r.tier == "real"]
+    runs = [r for r in store.runs(session=session) if r.tier == "real" and r.study == STUDY]
     trained = [r for r in runs if r.source == "run" and r.status == "done"]
     per_variant = {
         variant: statistics.fmean(r.duration for r in trained if r.variant == variant)
         for variant in dict.fromkeys(r.variant for r in trained)
     }
     sections = [s for s in session_sections(store, session, store.study_options(session))
-                if "real" in s.setting]
+                if s.study == STUDY and "real" in s.setting]
     base = baselines(data)
     base_rows = [[name, *(format(scores[c], ".3f") for c in COLUMNS)] for name, scores in
                  base.items()]
@@ -197,7 +199,7 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
     command = " ".join(["python benchmarks/real_run.py", *args.argv])
     lines = [
         f"{stamp(command)}; it ran "
-        f"`pytest ablation_tests --real -k real -n {args.workers}` (exit {exitstatus}).",
+        f"`pytest {STUDY_FILE} --real -k real -n {args.workers}` (exit {exitstatus}).",
         "",
         f"Session: {len(runs)} runs ({len(trained)} trained in it) in {wall / 60:.1f} min wall; "
         f"mean time per run (train + select + score): "
