@@ -57,6 +57,7 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
         runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants))
         from harness.core.verdicts import SettingResults
 
-        return SettingResults(study, runs, request.config.stash[SESSION_KEY].seeds(study))
+        return SettingResults(study, runs,
+                              request.config.stash[SESSION_KEY].seeds(study, tier_name))
 
     return results

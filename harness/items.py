@@ -347,7 +347,7 @@ class HypothesisItem(ClaimItem):
         runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
         from harness.core.verdicts import decide_setting
 
-        results = decide_setting(study, runs, session.seeds(study), tier)
+        results = decide_setting(study, runs, session.seeds(study, tier), tier)
         return results, [r.row(study.name or "", tier, knobs) for r in results]
 
 
@@ -389,7 +389,7 @@ class GuardItem(ClaimItem):
         except BaselineError as exc:
             pytest.fail(str(exc), pytrace=False)
         results = decide_guards(study.guards, list(study.variants), runs, before,
-                                session.seeds(study), study.correction)
+                                session.seeds(study, tier), study.correction)
         return results, [r.row(study.name or "", tier, knobs, session.baseline)
                          for r in results]
 
@@ -417,7 +417,8 @@ class KnobClaimItem(ClaimItem):
                 for level, knobs in zip(levels, group.members, strict=True)}
         from harness.core.verdicts import decide_claims
 
-        results = decide_claims(study, group.claims, levels, runs, session.seeds(study))
+        results = decide_claims(study, group.claims, levels, runs,
+                                 session.seeds(study, group.tier))
         return results, [r.row(study.name or "", group.tier, group.rest) for r in results]
 
 

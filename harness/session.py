@@ -213,9 +213,9 @@ class AblationSession:
 
         return check
 
-    def seeds(self, study: Study) -> list[int]:
-        """The study's seeds in this session (shifted by --seed-offset)."""
-        return [seed + self.seed_offset for seed in study.seeds]
+    def seeds(self, study: Study, tier: str) -> list[int]:
+        """The seeds of a study's tier in this session (shifted by --seed-offset)."""
+        return [seed + self.seed_offset for seed in study.seeds_at(tier)]
 
     def checkpoint_path(self, study: Study, spec: Spec) -> Path:
         """Where a run (or stage) keeps its training checkpoint: beside the store, named by run and

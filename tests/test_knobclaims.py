@@ -180,3 +180,25 @@ def test_a_claim_limited_to_a_tier_has_items_there_only(pytester: pytest.Pyteste
     with pytest.raises(StudyError, match="tiers= names"):
         ablation(variants={"a": {}, "b": {}}, tiers={"t": {}}).expect("a > b", metric="m",
                                                                        tiers=["real"])
+
+
+def test_a_tier_can_have_its_own_seeds(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_seeds="""
+from harness import ablation
+
+study = ablation(variants={"a": {}, "b": {"gain": 1.0}}, seeds=2, tier_seeds={"real": 5},
+                 tiers={"synthetic": {}, "real": {}})
+study.expect("b > a", metric="m")
+
+@study
+def test_seeds(run):
+    own = (run.seed * 37 + (3 if run.variant == "b" else 0)) % 7
+    return {"m": run.config.get("gain", 0.0) + own / 100}
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--real", "-q", "-rA")
+    result.assert_outcomes(passed=4 + 10 + 1, failed=1)  # 2 synthetic seeds cannot decide
+    db = __import__("sqlite3").connect(pytester.path / ".ablation" / "results.sqlite")
+    assert db.execute("SELECT hypothesis, tier, n, status FROM verdicts ORDER BY tier").fetchall() \
+        == [("b>a[m]", "real", 5, "supported"), ("b>a[m]", "synthetic", 2, "inconclusive")]
+    with pytest.raises(StudyError, match=r"tier_seeds names tiers \['rael'\]"):
+        ablation(variants={"a": {}}, tier_seeds={"rael": 5}, tiers={"real": {}})

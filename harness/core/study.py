@@ -271,6 +271,8 @@ class Study:
         base: config shared by all variants.
         tier_config: tier name -> config merged over `base` for that tier's runs (before the
             variant overrides), e.g. a bigger training budget for real data.
+        tier_seeds: tier name -> seeds (a count or a list) where a tier needs other seeds than
+            `seeds`, e.g. more seeds to decide a small effect on real data.
         name: defaults to the decorated test function's name.
         correction: multiplicity correction over the hypotheses of one tier and knob setting
             ("holm", "bonferroni" or "none").
@@ -292,7 +294,9 @@ class Study:
                  correction: str = "holm",
                  tables: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  minimize: Sequence[str] = (), code: Sequence[str] = (),
-                 opt_in: Sequence[str] = (), where: str | None = None):
+                 opt_in: Sequence[str] = (),
+                 tier_seeds: Mapping[str, int | Sequence[int]] | None = None,
+                 where: str | None = None):
         self.where = where or _caller()
         self.module = self.where.rpartition(":")[0]  # the Python file that declares it
         self.name = name
@@ -318,6 +322,12 @@ class Study:
             self._fail(f"opt_in={opt_in!r} must list tiers of the study "
                        f"({', '.join(self.tiers)})")
         self.opt_in = tuple(opt_in)
+        unknown = sorted(set(tier_seeds or {}) - set(self.tiers))
+        if unknown:
+            self._fail(f"tier_seeds names tiers {unknown} that the study does not have "
+                       f"({', '.join(self.tiers)})")
+        self.tier_seeds = {tier: self._check_seeds(value)
+                           for tier, value in (tier_seeds or {}).items()}
         self.hypotheses: list[Hypothesis] = []
         self.guards: list[Guard] = []
         self.claims: list[KnobClaim] = []
@@ -664,7 +674,11 @@ class Study:
                     else [(t, k) for t, k in self.settings(tier) if knobs is None or k == knobs])
         return [self.spec(t, k, v, s + seed_offset) for t, k in settings
                 for v in self.variants if variants is None or v in variants
-                for s in self.seeds]
+                for s in self.seeds_at(t)]
+
+    def seeds_at(self, tier: str) -> tuple[int, ...]:
+        """The seeds of a tier's runs: `tier_seeds` where given, else `seeds`."""
+        return self.tier_seeds.get(tier, self.seeds)
 
     def declaration_lines(self) -> list[int]:
         """The lines of the study's module that declare it and its claims (those in another
@@ -706,7 +720,7 @@ def _ordered(settings: list[Knobs], knob: str) -> list[Knobs]:
 
 
 OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "minimize", "code",
-           "opt_in")
+           "opt_in", "tier_seeds")
 
 
 def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,

@@ -86,7 +86,7 @@ def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None =
     Runs are paired by seed (variants share init and data per seed); `seeds` defaults to the
     study's own.
     """
-    seeds = study.seeds if seeds is None else seeds
+    seeds = (study.seeds if tier is None else study.seeds_at(tier)) if seeds is None else seeds
     results: list[HypothesisResult] = []
     decided: list[int] = []
     for hyp in study.hypotheses if tier is None else study.hypotheses_at(tier):

@@ -22,11 +22,11 @@ live in a config file and its body in Python:
     def test_tinycnn(run): ...
 
 The keys are `ablation()`'s keywords (variants, seeds, tiers, base, tier_config, name,
-correction, tables, minimize, code, opt_in), plus the claims as lists: `expect` (a string
-"a > b", or a mapping with claim, metric, margin, alpha, test, name, variants), `trend`, `best`
-and `guard` (mappings of the keywords of `Study.trend`, `Study.best`, `Study.guard`), and
-`metric`, the claims' default metric. A tier is a grid (knob: [values]) or a one-at-a-time
-sweep (`{sweep: {knob: [values]}, base: {knob: value}}`).
+correction, tables, minimize, code, opt_in, tier_seeds), plus the claims as lists: `expect` (a
+string "a > b", or a mapping with claim, metric, margin, alpha, test, name, variants, tiers),
+`trend`, `best` and `guard` (mappings of the keywords of `Study.trend`, `Study.best`,
+`Study.guard`), and `metric`, the claims' default metric. A tier is a grid (knob: [values]) or
+a one-at-a-time sweep (`{sweep: {knob: [values]}, base: {knob: value}}`).
 
 `base` is the schema of the config: when a study has one, every key that a variant, a tier's
 config or a knob sets must be a key of `base` (nested keys too), and its value must have the
@@ -63,8 +63,8 @@ if TYPE_CHECKING:  # PyYAML is an extra (pytest-ablation[yaml]), imported when a
 Path = tuple[Any, ...]  # a key path: ("variants", "wide", "width"), ("expect", 2, "margin")
 
 STUDY_KEYS = ("variants", "seeds", "tiers", "base", "tier_config", "name", "correction",
-              "tables", "minimize", "code", "opt_in", "metric", "expect", "trend", "best",
-              "guard")
+              "tables", "minimize", "code", "opt_in", "tier_seeds", "metric", "expect", "trend",
+              "best", "guard")
 CLAIM_KEYS: dict[str, tuple[str, ...]] = {
     "expect": ("claim", "metric", "margin", "alpha", "test", "name", "variants", "tiers"),
     "trend": ("knob", "metric", "direction", "alpha", "variants", "name", "tiers"),
@@ -281,13 +281,11 @@ class _Loader:
             self.conform(overrides, base, ("variants", name), ("base",))
         options: dict[str, Any] = {"variants": variants}
         if "seeds" in data:
-            seeds = data["seeds"]
-            if not isinstance(seeds, list):
-                self.check(seeds, "int", ("seeds",), "give a count or a list of ints")
-            else:
-                for i, seed in enumerate(seeds):
-                    self.check(seed, "int", ("seeds", i))
-            options["seeds"] = seeds
+            options["seeds"] = self.seeds(data["seeds"], ("seeds",))
+        if "tier_seeds" in data:
+            tier_seeds = self.check(data["tier_seeds"], "mapping", ("tier_seeds",))
+            options["tier_seeds"] = {tier: self.seeds(value, ("tier_seeds", tier))
+                                     for tier, value in tier_seeds.items()}
         if "tiers" in data:
             options["tiers"] = self.tiers(data["tiers"], base)
         if "tier_config" in data:
@@ -313,6 +311,15 @@ class _Loader:
                                                 f"write `{kind}:` as a list, one claim a line")):
                 self.claim(study, kind, item, (kind, i), metric)
         return study
+
+    def seeds(self, seeds: Any, path: Path) -> Any:
+        """A count or a list of ints, checked."""
+        if not isinstance(seeds, list):
+            self.check(seeds, "int", path, "give a count or a list of ints")
+        else:
+            for i, seed in enumerate(seeds):
+                self.check(seed, "int", (*path, i))
+        return seeds
 
     def tiers(self, tiers: Any, base: Mapping[str, Any] | None) -> dict[str, Any]:
         self.check(tiers, "mapping", ("tiers",), "write `tiers: {synthetic: {knob: [values]}}`")
