@@ -81,6 +81,10 @@ heads = ablation(
         "combined": {"parts": ["ctc", "ar"]},
     },
     seeds=SEEDS,
+    # On Billboard, with a CTC head that learns, joint decoding and the CTC frames are close
+    # (per-seed majmin differences of about 0.013 SD): 10 seeds decide the non-inferiority
+    # claim where 5 left it open (docs/benchmarks.md#real).
+    tier_seeds={"real": 10},
     tiers={"synthetic": {"noise_sigma": NOISE}, "real": {"dataset": ["billboard"]}},
     tier_config={"real": REAL},
     tables=TABLES,

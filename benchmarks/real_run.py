@@ -10,7 +10,7 @@ section between ``<!-- real -->`` markers in docs/benchmarks.md: the plugin's ta
 verdicts, the session's wall time, the peak RSS of its largest process, and trivial baselines
 scored through the same mir_eval path, which the plugin cannot know.
 
-    python benchmarks/real_run.py                  # 5 seeds x 3 variants, -n 2
+    python benchmarks/real_run.py                  # the real tier's seeds x 3 variants, -n 2
     python benchmarks/real_run.py --workers 0
     python benchmarks/real_run.py --resume         # go on after an interruption: --reuse keeps
                                                    # finished runs, checkpoints resume the others
