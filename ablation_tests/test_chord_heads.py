@@ -96,8 +96,14 @@ def test_chord_heads(run, chord_data):
     return train_and_score(run, chord_data)
 
 
-# Joint decoding gives cleaner labels than per-frame CTC decisions ...
-heads.expect("combined >= ctc_only", metric="joint/labels/majmin", margin=0.01)
+# Joint decoding gives cleaner labels than per-frame CTC decisions on synthetic data, whose
+# frames are noisy by construction ...
+heads.expect("combined >= ctc_only", metric="joint/labels/majmin", margin=0.01,
+             tiers=["synthetic"])
+# ... while on Billboard chroma, once the CTC head learns, joint decoding ties the CTC frames
+# within 2 points: found exploring 5 and 10 seeds (diffs -0.001 and -0.003), claimed here and
+# checked on fresh seeds (docs/benchmarks.md#real).
+heads.expect("combined == ctc_only", metric="joint/labels/majmin", margin=0.02, tiers=["real"])
 # ... and real timing, which the AR head alone does not have.
 heads.expect("combined > ar_only", metric="joint/alignment/seg")
 # Nothing is shared: combined's heads are exactly the single-head variants' heads (margin 0

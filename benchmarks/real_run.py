@@ -84,14 +84,14 @@ STUDY_ROWS = (
 )
 
 
-def run_session(workers: str, resume: bool) -> tuple[float, float, int]:
+def run_session(workers: str, resume: bool, seed_offset: int = 0) -> tuple[float, float, int]:
     """The study's real tier under pytest: (wall seconds, peak MB of its largest process, exit)."""
     if not resume:
         shutil.rmtree(BENCH, ignore_errors=True)
     command = [sys.executable, "-m", "pytest", STUDY_FILE, "--real", "-k", "real",
                "-n", workers, "--ablation-store", str(STORE), "-p", "no:cacheprovider",
                "--billboard-root", str(DATA.resolve()),  # the data the report describes
-               *(["--reuse"] if resume else [])]
+               "--seed-offset", str(seed_offset), *(["--reuse"] if resume else [])]
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     exitstatus = subprocess.run(command, cwd=REPO, check=False).returncode
@@ -240,6 +240,8 @@ def report(args: argparse.Namespace, data: ChordData, wall: float, peak_mb: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="2", help="pytest-xdist -n value (default 2)")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="run the study on fresh seeds (pytest --seed-offset)")
     parser.add_argument("--resume", action="store_true",
                         help="keep finished runs and checkpoints of an interrupted benchmark")
     parser.add_argument("--report-only", action="store_true",
@@ -251,7 +253,7 @@ def main() -> None:
         args.argv, args.workers = measured["argv"], measured["workers"]
     else:
         args.argv = [a for a in sys.argv[1:] if a != "--no-write"]
-        wall, peak_mb, exitstatus = run_session(args.workers, args.resume)
+        wall, peak_mb, exitstatus = run_session(args.workers, args.resume, args.seed_offset)
         measured = {"wall": wall, "peak_mb": peak_mb, "exitstatus": exitstatus,
                     "argv": args.argv, "workers": args.workers}
         MEASURED.write_text(json.dumps(measured))
