@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,17 @@ def load(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
         raise CheckpointError(f"checkpoint {path} was written by another run ({details}); "
                               "delete it or use another path")
     return payload["state"]
+
+
+def resume(path: Path | None, signature: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state to continue from, or None to start afresh, also when the file is
+    unreadable or another run's (a warning says which; the next save replaces it). Same code
+    and config with other torch threads draw other floats, so a finished run's checkpoint can
+    differ from a rerun's start: that must retrain, not fail the run."""
+    if path is None:
+        return None
+    try:
+        return load(path, signature)
+    except CheckpointError as exc:
+        warnings.warn(f"{exc}: training from the start instead", stacklevel=2)
+        return None

@@ -44,7 +44,7 @@ def pretrain_encoder(lexicon: Lexicon, model: ModelConfig, config: PretrainConfi
                  "lexicon": asdict(lexicon.config),
                  **{k: v for k, v in asdict(config).items() if k in ("steps", "lr", "momentum")}}
     done, loss = 0, float("nan")
-    saved = ckpt.load(checkpoint, signature) if checkpoint is not None else None
+    saved = ckpt.resume(checkpoint, signature)
     if saved is not None:
         encoder.load_state_dict(saved["encoder"])
         optimizer.load_state_dict(saved["optimizer"])

@@ -69,7 +69,7 @@ def fit(model: SignModel, text: np.ndarray, split: Split, config: TrainConfig, *
     tail = max(1, config.steps // 10)
     state = {"step": 0, "tail": []}
     signature = _signature(model, split, config, seed)
-    saved = ckpt.load(checkpoint, signature) if checkpoint is not None else None
+    saved = ckpt.resume(checkpoint, signature)
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
