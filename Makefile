@@ -19,7 +19,8 @@ gate: install  ## the CI gate: every synthetic hypothesis must be supported
 test: install  ## the framework's own tests
 	$(PYTHON) -m pytest tests -n $(WORKERS)
 
-real: install  ## both tiers, the real one on McGill Billboard (--billboard-root to move it)
+real: install  ## both tiers; real data: Billboard (--billboard-root), digits, modlamp's AMPs
+	$(PYTHON) -m pip install -e ".[peptides-real]"
 	$(PYTHON) -m pytest ablation_tests --real -n $(WORKERS)
 
 lint: install
