@@ -22,11 +22,11 @@ from harness.core.study import Hypothesis, KnobClaim, Knobs, Study, parse_hypoth
 RunMetrics = Mapping[tuple[str, int], Mapping[str, float] | str]
 
 
-@dataclass(frozen=True)
-class HypothesisResult:
-    hypothesis: Hypothesis
-    verdict: Verdict | None
-    error: str = ""
+class _Decided:
+    """What every claim's result says: its status ("error" when it could not be decided) and
+    whether its item passes."""
+
+    verdict: Verdict | TrendVerdict | BestVerdict | None
 
     @property
     def status(self) -> str:
@@ -35,6 +35,13 @@ class HypothesisResult:
     @property
     def passed(self) -> bool:
         return self.status == "supported"
+
+
+@dataclass(frozen=True)
+class HypothesisResult(_Decided):
+    hypothesis: Hypothesis
+    verdict: Verdict | None
+    error: str = ""
 
     def message(self) -> str:
         h = self.hypothesis
@@ -132,7 +139,7 @@ class SettingResults:
 
 
 @dataclass(frozen=True)
-class ClaimResult:
+class ClaimResult(_Decided):
     """A knob claim for one variant over one group of settings (its knob's levels)."""
 
     claim: KnobClaim
@@ -140,10 +147,6 @@ class ClaimResult:
     levels: tuple[str, ...]
     verdict: Verdict | TrendVerdict | BestVerdict | None
     error: str = ""
-
-    @property
-    def status(self) -> str:
-        return self.verdict.status if self.verdict else "error"
 
     @property
     def passed(self) -> bool:
