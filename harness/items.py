@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.core.inputs import READS
+from harness.core.runlogs import log_name
 from harness.core.runs import RunFailed
 from harness.core.store import RunRecord, StoreError, VerdictRow
 from harness.core.study import (
@@ -215,12 +216,11 @@ class Run:
         tracker = self._session.tracker
         if tracker is not None:
             spec = self.spec
-            name = "-".join([f"{spec.variant}-seed{spec.seed}",
-                             *(f"{k}={v}" for k, v in spec.knobs)])
+            name = log_name(spec.variant, spec.seed, spec.knobs)
             config = {**spec.config, "seed": spec.seed, "tier": spec.tier,
                       "variant": spec.variant}
             session, coordinator = self._session, self._session.coordinator
-            metadata = {"run": spec.id, "session": session.session_id,
+            metadata = {"run": spec.id, "key": spec.key, "session": session.session_id,
                         "host": session.owner.host, "pid": session.owner.pid,
                         "worker": session.owner.worker, "device": session.device_label,
                         "versions": coordinator.versions, "git_commit": coordinator.git_commit,

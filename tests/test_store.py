@@ -209,7 +209,10 @@ def test_verdicts_upsert(store):
     save_verdicts(store, "s1", [{**base, "status": "fail", "message": "worse"}])
     save_verdicts(store, "s2", [base])
     first, second = store.verdicts("s1")
-    assert first == {**base, "session": "s1", "status": "fail", "message": "worse"}
+    # the claim in words, its margin and alpha have no columns: they are kept in `detail`
+    detail = {"claim": "", "margin": 0.0, "alpha": 0.05, **base["detail"]}
+    assert first == {**base, "session": "s1", "status": "fail", "message": "worse",
+                     "detail": detail}
     assert second["hypothesis"] == "h2" and second["p"] is None  # SQLite stores NaN as NULL
     assert len(store.verdicts("s2")) == 1
 

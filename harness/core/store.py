@@ -26,7 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -731,6 +731,17 @@ class Store:
             f" AND {kind_filter} AND ?3 IS NOT NULL ORDER BY id", (session, study, kind)).fetchall()
         return [_record(row) for row in rows]
 
+    def sessions_of(self, ids: Iterable[int]) -> dict[int, str]:
+        """Row id -> its session, e.g. for the rows a session reused (their logs are there)."""
+        wanted = sorted(set(ids))
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[start:start + 500]
+            found.update(self.db.execute(
+                f"SELECT id, session FROM runs WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk).fetchall())
+        return found
+
     # studies: display options (metric groups, minimized metrics) for reports
 
     def save_study(self, session: str, study: str, options: dict) -> None:
@@ -751,7 +762,10 @@ class Store:
 
         SQLite has no NaN: a NaN statistic is stored as NULL and read back as None.
         """
-        rows = [v.as_dict() for v in verdicts]
+        # the claim in words and its margin go into `detail` (no columns of their own), so
+        # that reports can draw a claim's boundary
+        rows = [{**v.as_dict(), "detail": {"claim": v.claim, "margin": v.margin,
+                                           "alpha": v.alpha, **v.detail}} for v in verdicts]
         names = ", ".join(_VERDICT_FIELDS)
         updates = ", ".join(f"{name} = excluded.{name}" for name in _VERDICT_FIELDS[5:])
         with self._write() as db:

@@ -89,6 +89,8 @@ class Section:
     runs: list[dict] = field(default_factory=list)  # one row per run and metric
     stages: list[dict] = field(default_factory=list)  # one row per stage shown here
     footer: list[str] = field(default_factory=list)  # totals, shown after the tables
+    kind: str = "setting"  # "setting" | "across" (a tier's pivots) | "stages" | "tiers"
+    tier: str = ""  # an "across" section's tier
 
 
 def _cell(values: Sequence[float | None]) -> Cell | None:
@@ -479,7 +481,7 @@ def stage_section(study: str, runs: Sequence[Any], stages: Sequence[Any],
     the study used no stage."""
     if not stages:
         return None
-    section = Section(study, "stages")
+    section = Section(study, "stages", kind="stages")
     shared: dict[str, list[list[str]]] = defaultdict(list)  # tier -> rows
     local: dict[str, Table] = {}  # setting -> its stage table
     for group in stage_groups(runs, stages):
@@ -553,7 +555,8 @@ def across_section(study: str, tier: str, runs: Sequence[Any], claims: Sequence[
         names = [line.knob for line in arrangement or [] if isinstance(line, Line) and tables]
         names += [v.get("detail", {}).get("knob") or "?" for v in claims]
         knobs = "across " + ", ".join(dict.fromkeys(names))
-    return Section(study, f"{tier} · {knobs}", tables=tables, verdicts=list(claims))
+    return Section(study, f"{tier} · {knobs}", tables=tables, verdicts=list(claims),
+                   kind="across", tier=tier)
 
 
 CellOf = Callable[[Knobs, str, str], Cell | None]  # (knobs, variant, metric)
@@ -603,7 +606,7 @@ def tier_comparison(study: str, verdicts: Sequence[dict]) -> Section | None:
                  else "") + _status(v) for v in found) or "not run")
         rows.append(row)
     return Section(study, "verdicts by tier",
-                   tables=[Table("verdicts by tier", ["hypothesis", *tiers], rows)])
+                   tables=[Table("verdicts by tier", ["hypothesis", *tiers], rows)], kind="tiers")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -711,31 +714,32 @@ def knob_claim_tables(verdicts: Iterable[dict]) -> list[Table]:
     return tables
 
 
+def shown_tables(section: Section) -> list[Table]:
+    """A section's tables in the order they are shown: its metric tables, then its
+    hypotheses, its knob claims and its guards against each baseline."""
+    tables = list(section.tables)
+    claims = [v for v in section.verdicts
+              if not v.get("baseline") and v.get("kind") not in KNOB_CLAIMS]
+    guards = [v for v in section.verdicts if v.get("baseline")]
+    if claims:
+        tables.append(Table("hypotheses", VERDICT_HEADERS, verdict_rows(claims)))
+    tables += knob_claim_tables(v for v in section.verdicts if v.get("kind") in KNOB_CLAIMS)
+    for baseline in dict.fromkeys(v["baseline"] for v in guards):
+        tables.append(Table(f"vs baseline (session {baseline})", BASELINE_HEADERS,
+                            baseline_rows(v for v in guards if v["baseline"] == baseline)))
+    return tables
+
+
 def _render(sections: Sequence[Section], fmt: str, bold: str, heading: str) -> str:
     out = []
     for s in sections:
         out.append(f"{heading}{s.study} · {s.setting}")
-        for t in s.tables:
+        for t in shown_tables(s):
             rows = [[(f"{bold}{c.text()}{bold}" if bold else f"{c.text()} *") if
                      isinstance(c, Cell) and c.best else c.text() if isinstance(c, Cell)
                      else "-" if c is None else c for c in row] for row in t.rows]
             out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
             out.append(tabulate(rows, t.headers, tablefmt=fmt, disable_numparse=True))
-        claims = [v for v in s.verdicts
-                  if not v.get("baseline") and v.get("kind") not in KNOB_CLAIMS]
-        guards = [v for v in s.verdicts if v.get("baseline")]
-        if claims:
-            out.append("\nhypotheses\n" if not bold else "\n**hypotheses**\n")
-            out.append(tabulate(verdict_rows(claims), VERDICT_HEADERS, tablefmt=fmt,
-                                disable_numparse=True))
-        for t in knob_claim_tables(v for v in s.verdicts if v.get("kind") in KNOB_CLAIMS):
-            out.append(f"\n{t.title}\n" if not bold else f"\n**{t.title}**\n")
-            out.append(tabulate(t.rows, t.headers, tablefmt=fmt, disable_numparse=True))
-        for baseline in dict.fromkeys(v["baseline"] for v in guards):
-            title = f"vs baseline (session {baseline})"
-            out.append(f"\n{title}\n" if not bold else f"\n**{title}**\n")
-            out.append(tabulate(baseline_rows(v for v in guards if v["baseline"] == baseline),
-                                BASELINE_HEADERS, tablefmt=fmt, disable_numparse=True))
         out.extend(f"\n{line}" for line in s.footer)
         out.extend(f"\n! {note}" for note in s.notes)
         out.append("\n")
