@@ -36,7 +36,7 @@ from harness.core.study import (
 from harness.session import AblationSession
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when a hypothesis is decided
-    from harness.core.verdicts import RunMetrics
+    from harness.core.verdicts import RunMetrics, Stop
 
 SESSION_KEY = pytest.StashKey[AblationSession]()
 RUN_ARG = "_ablation_run"  # the hidden argument through which a run item gets its run
@@ -281,12 +281,15 @@ class _BodyCall:
 
 
 def obtain_setting(item: pytest.Function, study: Study, tier: str, knobs: Knobs,
-                   variants: list[str]) -> RunMetrics:
-    """Metrics of every (variant, seed) of one setting, computing missing runs; failures are
-    reported as text so that a verdict names the missing run instead of crashing."""
+                   variants: list[str], seeds: Sequence[int] | None = None) -> RunMetrics:
+    """Metrics of every (variant, seed) of one setting (or of those `seeds`, as the session
+    numbers them), computing missing runs; failures are reported as text so that a verdict
+    names the missing run instead of crashing."""
     session = item.config.stash[SESSION_KEY]
     runs: dict[tuple[str, int], dict[str, float] | str] = {}
     for spec in study.runs(tier, knobs, variants, seed_offset=session.seed_offset):
+        if seeds is not None and spec.seed not in seeds:
+            continue
         run = Run(session, study, spec)
         try:
             runs[(spec.variant, spec.seed)] = run.execute(_BodyCall(item, run)).metrics
@@ -297,6 +300,46 @@ def obtain_setting(item: pytest.Function, study: Study, tier: str, knobs: Knobs,
         except Exception as exc:
             runs[(spec.variant, spec.seed)] = f"the run raised {type(exc).__name__}: {exc}"
     return runs
+
+
+def walk_looks(item: pytest.Item, study: Study, tier: str, knobs: Knobs,
+               upto: int | None = None) -> Stop:
+    """The look that ends a setting with an adaptive seed budget (see `stopping_look`),
+    obtaining the runs of each look it walks through the coordinator, as `obtain_setting`
+    does: a run another process is computing is waited for, never computed twice."""
+    from harness.core.verdicts import stopping_look
+
+    session = item.config.stash[SESSION_KEY]
+    variants = study.hypothesis_variants()
+    return stopping_look(study, tier, session.seeds(study, tier),
+                         lambda seeds: obtain_setting(item, study, tier, knobs,  # type: ignore[arg-type]
+                                                      variants, seeds), upto)
+
+
+# (study, tier, knobs) -> (looks walked, the look that settled the setting or None), per process
+STOPS_KEY = pytest.StashKey[dict[tuple[str, str, Knobs], tuple[int, int | None]]]()
+
+
+def not_needed(item: pytest.Item, study: Study, spec: RunSpec) -> str | None:
+    """Why a run beyond an adaptive budget's first look is skipped: every claim of its
+    setting was decided at an earlier look (found by walking them), or None: it runs."""
+    budget = study.budget_at(spec.tier)
+    if budget is None:
+        return None
+    seeds = item.config.stash[SESSION_KEY].seeds(study, spec.tier)
+    earlier = sum(n <= seeds.index(spec.seed) for n in budget.looks)  # looks before its own
+    if not earlier:
+        return None
+    stops = item.config.stash.setdefault(STOPS_KEY, {})
+    key = (study.name or "", spec.tier, spec.knobs)
+    walked, settled = stops.get(key, (0, None))
+    if settled is None and walked < earlier:
+        stop = walk_looks(item, study, spec.tier, spec.knobs, upto=earlier)
+        walked, settled = stops[key] = (stop.look, stop.look if stop.settled else None)
+    if settled is None or settled > earlier:
+        return None
+    return (f"not needed: every claim of {setting_id(spec.tier, spec.knobs)} decided at look "
+            f"{settled} ({budget.looks[settled - 1]} seeds)")
 
 
 class ClaimItem(pytest.Function):
@@ -344,10 +387,13 @@ class HypothesisItem(ClaimItem):
     def _decide(self) -> tuple[list, list[VerdictRow]]:
         study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
-        runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
-        from harness.core.verdicts import decide_setting
+        if study.budget_at(tier) is not None:
+            results = walk_looks(self, study, tier, knobs).results
+        else:
+            runs = obtain_setting(self, study, tier, knobs, study.hypothesis_variants())
+            from harness.core.verdicts import decide_setting
 
-        results = decide_setting(study, runs, session.seeds(study, tier), tier)
+            results = decide_setting(study, runs, session.seeds(study, tier), tier)
         return results, [r.row(study.name or "", tier, knobs) for r in results]
 
 
@@ -381,15 +427,16 @@ class GuardItem(ClaimItem):
         study, tier, knobs = self.setting
         session = self.config.stash[SESSION_KEY]
         guarded = [v for v in study.variants if any(g.covers([v]) for g in study.guards)]
-        runs = obtain_setting(self, study, tier, knobs, guarded)
+        seeds = fixed_seeds(session, study, tier)
+        runs = obtain_setting(self, study, tier, knobs, guarded, seeds)
         from harness.core.baseline import BaselineError, baseline_runs, decide_guards
 
         try:
             before = baseline_runs(session.baseline, study.name or "", tier, knobs)
         except BaselineError as exc:
             pytest.fail(str(exc), pytrace=False)
-        results = decide_guards(study.guards, list(study.variants), runs, before,
-                                session.seeds(study, tier), study.correction)
+        results = decide_guards(study.guards, list(study.variants), runs, before, seeds,
+                                study.correction)
         return results, [r.row(study.name or "", tier, knobs, session.baseline)
                          for r in results]
 
@@ -413,13 +460,19 @@ class KnobClaimItem(ClaimItem):
         study, session = group.study, self.config.stash[SESSION_KEY]
         variants = [v for v in study.variants if any(c.covers([v]) for c in group.claims)]
         levels = [format_value(dict(knobs)[group.knob]) for knobs in group.members]
-        runs = {level: obtain_setting(self, study, group.tier, knobs, variants)
+        seeds = fixed_seeds(session, study, group.tier)
+        runs = {level: obtain_setting(self, study, group.tier, knobs, variants, seeds)
                 for level, knobs in zip(levels, group.members, strict=True)}
         from harness.core.verdicts import decide_claims
 
-        results = decide_claims(study, group.claims, levels, runs,
-                                 session.seeds(study, group.tier))
+        results = decide_claims(study, group.claims, levels, runs, seeds)
         return results, [r.row(study.name or "", group.tier, group.rest) for r in results]
+
+
+def fixed_seeds(session: AblationSession, study: Study, tier: str) -> list[int]:
+    """The session's seeds that always run at a tier (an adaptive budget's first look): knob
+    claims and guards are decided on them, a fixed design whatever the looks found."""
+    return session.seeds(study, tier)[:len(study.fixed_seeds_at(tier))]
 
 
 def _claim() -> None:
@@ -540,6 +593,9 @@ def run_for(request: pytest.FixtureRequest) -> Run:
                     "study's test body (a function decorated by a study from "
                     "harness.ablation(...)); this test is not one, so it has no run",
                     pytrace=False)
+    reason = not_needed(request.node, study, spec)
+    if reason:
+        pytest.skip(reason)
     return Run(request.config.stash[SESSION_KEY], study, spec)
 
 

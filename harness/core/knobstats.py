@@ -146,7 +146,7 @@ def trend(values: Sequence[Sequence[float]], *, levels: Sequence[str],
     if smallest >= alpha:
         reason = (f"with {k} levels and {n} seeds (and these ties) Page's test cannot reach "
                   f"p < {alpha:g} (smallest p = {smallest:.3g}); use more seeds")
-    status = stats._status(p_s, p_c, alpha)
+    status = stats.status_from(p_s, p_c, alpha)
     return TrendVerdict(status=status, p_support=p_s, p_contradict=p_c, p_support_adj=p_s,
                         p_contradict_adj=p_c, reason=reason, **common)
 

@@ -184,7 +184,7 @@ def decide(a: Sequence[float], b: Sequence[float], op: str, *, margin: float = 0
         p[side, k] = _p_value(x, side, test, extra, tol)
     p_s = max(p[t] for t in _SUPPORT[op])
     p_c = min(p[t] for t in _CONTRADICT[op])
-    status = _status(p_s, p_c, alpha)
+    status = status_from(p_s, p_c, alpha)
     reasons = []
     if extra:
         reasons.append(f"the values lie on a grid of step {grid:.3g} (ties are frequent): the "
@@ -240,7 +240,7 @@ def adjust(verdicts: Sequence[Verdict], method: str = "holm") -> list[Verdict]:
     family = int(np.count_nonzero(~np.isnan(p_s)))
     out = []
     for v, s, c in zip(verdicts, p_s, p_c, strict=True):
-        status = _status(s, c, v.alpha)
+        status = status_from(s, c, v.alpha)
         # Bonferroni's threshold, the strictest a hypothesis of the family can face.
         alpha = v.alpha if method == "none" else v.alpha / max(family, 1)
         tested = not math.isnan(v.p_support)  # no estimate from untested verdicts
@@ -330,7 +330,8 @@ def _noise(sd: float, grid: float, test: str) -> float:
     return math.sqrt(sd**2 + grid**2 / 6) if test == "t" else sd
 
 
-def _status(p_support: float, p_contradict: float, alpha: float) -> str:
+def status_from(p_support: float, p_contradict: float, alpha: float) -> str:
+    """A claim's status from its supporting and contradicting p-values."""
     # alpha < 0.5 keeps the two outcomes exclusive: the p-values of opposite one-sided tests
     # add up to at least 1.
     if p_support < alpha:
@@ -399,8 +400,16 @@ def _min_seeds(test: str, alpha: float) -> int:
     return 2 if test == "t" else math.floor(math.log2(1 / alpha)) + 1
 
 
-def _seeds_needed(op: str, margin: float, diff: float, sd: float, alpha: float, n: int,
-                  test: str) -> int | None:
+def fixed_seeds(verdict: Verdict, alpha: float) -> int | None:
+    """Seeds with which a fixed design (one look) decides the claim at `alpha` with power
+    POWER, if the verdict's difference and SD are the truth: what an adaptive budget is
+    compared with (harness/core/sequential.py)."""
+    return _fixed_seeds(verdict.op, verdict.margin, verdict.diff,
+                        _noise(verdict.std_diff, verdict.grid, verdict.test), alpha, verdict.test)
+
+
+def _fixed_seeds(op: str, margin: float, diff: float, sd: float, alpha: float,
+                 test: str) -> int | None:
     """Seeds at which the observed difference would be decided with power POWER (normal
     approximation): the distance is from the observed mean to the nearest boundary of the claim.
     """
@@ -410,5 +419,12 @@ def _seeds_needed(op: str, margin: float, diff: float, sd: float, alpha: float, 
         return None
     z = special.ndtri(1 - alpha) + special.ndtri(POWER)
     estimate = min((z * sd / distance) ** 2, SEEDS_CAP + 1)
-    return max(math.ceil(estimate), n + 1, _min_seeds(test, alpha))
+    return max(math.ceil(estimate), _min_seeds(test, alpha))
+
+
+def _seeds_needed(op: str, margin: float, diff: float, sd: float, alpha: float, n: int,
+                  test: str) -> int | None:
+    """Seeds that would decide an inconclusive claim: a fixed design's, more than it has."""
+    fixed = _fixed_seeds(op, margin, diff, sd, alpha, test)
+    return None if fixed is None else max(fixed, n + 1)
 

@@ -34,6 +34,8 @@ RUN_VALUES = ("run", "seed", "config", "knobs", "tier", "variant", "device", "lo
 DEFAULT_TIER = "default"
 
 Knobs = tuple[tuple[str, Any], ...]
+BUDGET_KEYS = ("min", "max", "batch")
+MAX_LOOKS = 20  # looks of an adaptive budget: each look costs the boundaries some power
 
 
 class StudyError(ValueError):
@@ -85,6 +87,22 @@ class RunSpec:
     @property
     def setting(self) -> tuple[str, Knobs]:
         return self.tier, self.knobs
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An adaptive seed budget, `seeds={"min": 3, "max": 12, "batch": 3}`: run `min` seeds,
+    then add `batch` more at a time, only while a claim of the setting is undecided, up to
+    `max` (harness/core/sequential.py; docs/statistics.md, "Adaptive seeds")."""
+
+    min: int
+    max: int
+    batch: int = 1
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The seed counts at which the claims are decided: min, min + batch, ..., max."""
+        return (*range(self.min, self.max, self.batch), self.max)
 
 
 _HYPOTHESIS = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|>|<)\s*([A-Za-z_][\w.\-]*)\s*$")
@@ -264,6 +282,9 @@ class Study:
     Args:
         variants: variant name -> config overrides merged over `base`.
         seeds: a count (seeds 0..n-1) or an explicit list of distinct ints.
+            Or an adaptive budget, `{"min": 3, "max": 12, "batch": 3}`: every setting runs
+            `min` seeds, and `batch` more at a time only while one of its hypotheses is
+            undecided, up to `max` (group-sequential tests keep the error rates).
         tiers: tier name -> knobs (knob name -> list of values); the runs of a tier cover the
             cartesian product of its knobs (or `sweep(...)`: one at a time). A knob named
             like a path, "model/width", sets that key of a nested config. The tier "real"
@@ -271,8 +292,8 @@ class Study:
         base: config shared by all variants.
         tier_config: tier name -> config merged over `base` for that tier's runs (before the
             variant overrides), e.g. a bigger training budget for real data.
-        tier_seeds: tier name -> seeds (a count or a list) where a tier needs other seeds than
-            `seeds`, e.g. more seeds to decide a small effect on real data.
+        tier_seeds: tier name -> seeds (a count, a list or a budget) where a tier needs other
+            seeds than `seeds`, e.g. more seeds to decide a small effect on real data.
         name: defaults to the decorated test function's name.
         correction: multiplicity correction over the hypotheses of one tier and knob setting
             ("holm", "bonferroni" or "none").
@@ -286,7 +307,8 @@ class Study:
             that takes hours), like the tier "real" with `--real`.
     """
 
-    def __init__(self, *, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
+    def __init__(self, *, variants: Mapping[str, Mapping[str, Any]],
+                 seeds: int | Sequence[int] | Mapping[str, int] = 3,
                  tiers: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
                  base: Mapping[str, Any] | None = None,
                  tier_config: Mapping[str, Mapping[str, Any]] | None = None,
@@ -295,7 +317,7 @@ class Study:
                  tables: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
                  minimize: Sequence[str] = (), code: Sequence[str] = (),
                  opt_in: Sequence[str] = (),
-                 tier_seeds: Mapping[str, int | Sequence[int]] | None = None,
+                 tier_seeds: Mapping[str, int | Sequence[int] | Mapping[str, int]] | None = None,
                  where: str | None = None):
         self.where = where or _caller()
         self.module = self.where.rpartition(":")[0]  # the Python file that declares it
@@ -303,7 +325,7 @@ class Study:
         self.explicit_name = name is not None
         self.sweeps: dict[str, Sweep] = {}  # tiers whose knobs vary one at a time
         self.variants = self._check_variants(variants)
-        self.seeds = self._check_seeds(seeds)
+        self.seeds, self.budget = self._check_seeds(seeds)
         self.tiers = self._check_tiers(tiers if tiers is not None else {DEFAULT_TIER: {}})
         self.base = dict(base or {})
         self.tier_config = {tier: dict(config) for tier, config in (tier_config or {}).items()}
@@ -326,8 +348,9 @@ class Study:
         if unknown:
             self._fail(f"tier_seeds names tiers {unknown} that the study does not have "
                        f"({', '.join(self.tiers)})")
-        self.tier_seeds = {tier: self._check_seeds(value)
-                           for tier, value in (tier_seeds or {}).items()}
+        checked = {tier: self._check_seeds(value) for tier, value in (tier_seeds or {}).items()}
+        self.tier_seeds = {tier: seeds for tier, (seeds, _) in checked.items()}
+        self.tier_budgets = {tier: budget for tier, (_, budget) in checked.items()}
         self.hypotheses: list[Hypothesis] = []
         self.guards: list[Guard] = []
         self.claims: list[KnobClaim] = []
@@ -357,19 +380,49 @@ class Study:
                            f"{type(overrides).__name__}")
         return {name: dict(overrides) for name, overrides in variants.items()}
 
-    def _check_seeds(self, seeds: Any) -> tuple[int, ...]:
+    def _check_seeds(self, seeds: Any) -> tuple[tuple[int, ...], Budget | None]:
+        """The seeds (every seed up to an adaptive budget's maximum) and the budget, if any."""
+        if isinstance(seeds, Mapping):
+            budget = self._check_budget(seeds)
+            return tuple(range(budget.max)), budget
         if isinstance(seeds, bool):
             self._fail(f"seeds must be a count >= 1 or a list of ints, got {seeds!r}")
         if isinstance(seeds, int):
             if seeds < 1:
                 self._fail(f"seeds={seeds}: need at least 1 seed (a paired test needs >= 2)")
-            return tuple(range(seeds))
+            return tuple(range(seeds)), None
         if not isinstance(seeds, Sequence) or not seeds or not all(
                 isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             self._fail(f"seeds must be a count >= 1 or a non-empty list of ints, got {seeds!r}")
         if len(set(seeds)) != len(seeds):
             self._fail(f"duplicate seeds in {list(seeds)}")
-        return tuple(seeds)
+        return tuple(seeds), None
+
+    def _check_budget(self, seeds: Mapping[str, Any]) -> Budget:
+        example = 'e.g. seeds={"min": 3, "max": 12, "batch": 3}'
+        unknown = [key for key in seeds if key not in BUDGET_KEYS]
+        if unknown or "min" not in seeds or "max" not in seeds:
+            self._fail(f"an adaptive seed budget takes min, max and batch (default 1), got "
+                       f"{dict(seeds)!r}; {example}")
+        values = {key: seeds[key] for key in BUDGET_KEYS if key in seeds}
+        wrong = [k for k, v in values.items() if not isinstance(v, int) or isinstance(v, bool)]
+        if wrong:
+            self._fail(f"seeds: {wrong[0]}={values[wrong[0]]!r} must be a whole number; "
+                       f"{example}")
+        budget = Budget(**values)
+        if budget.min < 2:
+            self._fail(f"seeds: min={budget.min}, but the first look needs at least 2 seeds "
+                       "(a paired test has no noise estimate from one)")
+        if budget.max <= budget.min:
+            self._fail(f"seeds: max={budget.max} must exceed min={budget.min}; for a fixed "
+                       f"number of seeds write seeds={budget.min}")
+        if budget.batch < 1:
+            self._fail(f"seeds: batch={budget.batch} must be at least 1 (seeds added per look)")
+        if len(budget.looks) > MAX_LOOKS:
+            self._fail(f"seeds: {dict(values)} gives {len(budget.looks)} looks, more than "
+                       f"{MAX_LOOKS}: every look makes each one's boundary stricter; use a "
+                       "larger batch")
+        return budget
 
     def _check_tiers(self, tiers: Any) -> dict[str, dict[str, list[Any]]]:
         if not isinstance(tiers, Mapping) or not tiers:
@@ -456,6 +509,12 @@ class Study:
         if test not in TESTS:
             self._fail(f"hypothesis {expr!r}: unknown test {test!r}; choose one of "
                        f"{', '.join(TESTS)}", where)
+        adaptive = [t for t in hyp.tiers or self.tiers if self.budget_at(t)]
+        if test != "t" and adaptive:
+            self._fail(f"hypothesis {expr!r}: test={test!r} at tier {adaptive[0]!r}, whose "
+                       "seeds are an adaptive budget: its looks are decided by the group-"
+                       "sequential t-test (docs/statistics.md); use test='t' or fixed seeds",
+                       where)
         if not 0 < hyp.alpha < 0.5:
             self._fail(f"hypothesis {expr!r}: alpha={alpha} must lie in (0, 0.5)", where)
         if not (hyp.margin >= 0 and hyp.margin < float("inf")):
@@ -677,8 +736,20 @@ class Study:
                 for s in self.seeds_at(t)]
 
     def seeds_at(self, tier: str) -> tuple[int, ...]:
-        """The seeds of a tier's runs: `tier_seeds` where given, else `seeds`."""
+        """The seeds of a tier's runs: `tier_seeds` where given, else `seeds` (with an
+        adaptive budget, every seed up to its maximum: the later ones run only if needed)."""
         return self.tier_seeds.get(tier, self.seeds)
+
+    def budget_at(self, tier: str) -> Budget | None:
+        """The tier's adaptive seed budget, or None when its seeds are fixed."""
+        return self.tier_budgets.get(tier) if tier in self.tier_seeds else self.budget
+
+    def fixed_seeds_at(self, tier: str) -> tuple[int, ...]:
+        """The seeds that always run at a tier: all of fixed seeds, an adaptive budget's
+        first look. Knob claims and guards are decided on them (a fixed design: valid
+        whatever the hypotheses' looks found)."""
+        budget = self.budget_at(tier)
+        return self.seeds_at(tier)[:budget.min] if budget else self.seeds_at(tier)
 
     def declaration_lines(self) -> list[int]:
         """The lines of the study's module that declare it and its claims (those in another
@@ -723,7 +794,8 @@ OPTIONS = ("tiers", "base", "tier_config", "name", "correction", "tables", "mini
            "opt_in", "tier_seeds")
 
 
-def ablation(*, variants: Mapping[str, Mapping[str, Any]], seeds: int | Sequence[int] = 3,
+def ablation(*, variants: Mapping[str, Mapping[str, Any]],
+             seeds: int | Sequence[int] | Mapping[str, int] = 3,
              **options: Any) -> Study:
     """Declare an ablation study; tiers and their knobs go in `tiers`:
 

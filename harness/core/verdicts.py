@@ -9,14 +9,15 @@ as usual.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.core.knobstats import BestVerdict, TrendVerdict, adjust_family, best, trend
 from harness.core.metrics import lower_is_better
-from harness.core.stats import Verdict, adjust, decide
+from harness.core.sequential import decide_looks
+from harness.core.stats import POWER, Verdict, adjust, decide, fixed_seeds
 from harness.core.store import VerdictRow
-from harness.core.study import Hypothesis, KnobClaim, Knobs, Study, parse_hypothesis
+from harness.core.study import Budget, Hypothesis, KnobClaim, Knobs, Study, parse_hypothesis
 
 # (variant, seed) -> the run's flat metrics, or the reason it has none
 RunMetrics = Mapping[tuple[str, int], Mapping[str, float] | str]
@@ -38,23 +39,64 @@ class _Decided:
 
 
 @dataclass(frozen=True)
+class Look:
+    """Where a setting with an adaptive seed budget was decided: look `index` (1-based) of the
+    budget's looks, and the seeds a fixed design would need for the claim's difference."""
+
+    index: int
+    budget: Budget
+    fixed: int | None = None
+
+    @property
+    def seeds(self) -> int:
+        return self.budget.looks[self.index - 1]
+
+    @property
+    def last(self) -> bool:
+        return self.index == len(self.budget.looks)
+
+    def message(self, verdict: Verdict) -> str:
+        b = self.budget
+        state = ("undecided at the last look" if verdict.status == "inconclusive"
+                 else f"decided at look {self.index}")
+        lines = [f"  adaptive seeds: {state} of {len(b.looks)}, with {self.seeds} seeds (budget: "
+                 f"min {b.min}, max {b.max}, batch {b.batch})"]
+        if self.fixed is not None:
+            lines.append(f"  a fixed design would need about {self.fixed} seeds for this "
+                         f"difference and SD (power {POWER:g})")
+        if not verdict.identity:
+            lines.append("  group-sequential t-test: repeated p-values and confidence interval, "
+                         "valid whenever the setting stops (docs/statistics.md, Adaptive seeds)")
+        return "\n".join(lines)
+
+    def detail(self) -> dict:
+        """What the store's `detail` keeps of it."""
+        return {"look": self.index, "looks": len(self.budget.looks), "seeds": self.seeds,
+                "min": self.budget.min, "max": self.budget.max, "batch": self.budget.batch,
+                "fixed_seeds": self.fixed}
+
+
+@dataclass(frozen=True)
 class HypothesisResult(_Decided):
     hypothesis: Hypothesis
     verdict: Verdict | None
     error: str = ""
+    look: Look | None = None  # under an adaptive budget: the look it was decided at
 
     def message(self) -> str:
         h = self.hypothesis
         if self.verdict is None:
             return f"{h.text} on {h.metric}: cannot be decided: {self.error}"
-        return self.verdict.message(h.a, h.b, h.metric)
+        text = self.verdict.message(h.a, h.b, h.metric)
+        return text if self.look is None else f"{text}\n{self.look.message(self.verdict)}"
 
     def row(self, study: str, tier: str, knobs: Knobs) -> VerdictRow:
         """The verdict as the store, the tables and junit properties take it."""
         h = self.hypothesis
+        detail = {"adaptive": self.look.detail()} if self.look else {}
         return VerdictRow(study, tier, dict(knobs), h.label, "hypothesis", h.text, h.metric,
                           self.status, self.message(), margin=h.margin, alpha=h.alpha,
-                          test=h.test, **paired(self.verdict))
+                          test=h.test, detail=detail, **paired(self.verdict))
 
 
 def paired(verdict: Verdict | None) -> dict:
@@ -87,13 +129,21 @@ def seed_values(runs: RunMetrics, seeds: Sequence[int], variant: str,
 
 
 def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None = None,
-                   tier: str | None = None) -> list[HypothesisResult]:
+                   tier: str | None = None, look: int | None = None) -> list[HypothesisResult]:
     """Verdicts for every hypothesis of `study` at one setting, corrected as a family.
 
     Runs are paired by seed (variants share init and data per seed); `seeds` defaults to the
-    study's own.
+    study's own. At a tier with an adaptive seed budget, `look` (1-based) says which look to
+    decide at, with the group-sequential test over the first seeds of each look so far (see
+    `stopping_look`, which finds the look that ends the setting).
     """
     seeds = (study.seeds if tier is None else study.seeds_at(tier)) if seeds is None else seeds
+    budget = None if tier is None else study.budget_at(tier)
+    if (budget is None) != (look is None):
+        raise ValueError(f"tier {tier!r}: look= is for an adaptive seed budget, and an "
+                         "adaptive budget needs look=")
+    if budget is not None:
+        seeds = seeds[:budget.looks[look - 1]]  # type: ignore[index]
     results: list[HypothesisResult] = []
     decided: list[int] = []
     for hyp in study.hypotheses if tier is None else study.hypotheses_at(tier):
@@ -103,13 +153,57 @@ def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None =
         if problem:
             results.append(HypothesisResult(hyp, None, problem))
             continue
-        verdict = decide(a, b, hyp.op, margin=hyp.margin, alpha=hyp.alpha, test=hyp.test)
+        verdict = (decide(a, b, hyp.op, margin=hyp.margin, alpha=hyp.alpha, test=hyp.test)
+                   if budget is None else decide_looks(a, b, hyp.op, looks=budget.looks,
+                                                       margin=hyp.margin, alpha=hyp.alpha))
         decided.append(len(results))
         results.append(HypothesisResult(hyp, verdict))
     corrected = adjust([results[i].verdict for i in decided], method=study.correction)
+    family = max(len(decided), 1) if study.correction != "none" else 1
     for i, verdict in zip(decided, corrected, strict=True):
-        results[i] = HypothesisResult(results[i].hypothesis, verdict)
+        fixed = None if verdict.identity else fixed_seeds(verdict, verdict.alpha / family)
+        where = None if budget is None else Look(look, budget, fixed)  # type: ignore[arg-type]
+        results[i] = HypothesisResult(results[i].hypothesis, verdict, look=where)
     return results
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The look that ends an adaptive setting, or the last one walked: its runs and verdicts;
+    `settled` when every hypothesis was decided (or cannot be: a run failed)."""
+
+    look: int
+    runs: RunMetrics
+    results: list[HypothesisResult]
+    settled: bool
+
+
+def stopping_look(study: Study, tier: str, seeds: Sequence[int],
+                  obtain: Callable[[Sequence[int]], RunMetrics],
+                  upto: int | None = None) -> Stop:
+    """Walk the looks of the tier's adaptive budget: obtain each look's new seeds (`obtain`
+    gets the runs of those seeds, computing them if need be), decide the setting's hypotheses
+    at that look, and stop at the first look that decides them all, or at look `upto` (the
+    last by default).
+
+    The stopping rule is a function of the runs' values alone, so a rerun, another process,
+    or a session that takes stored runs (`--reuse`) ends at the same look with the same
+    verdicts; a look's seeds are always the budget's first seeds, never chosen by a result.
+    """
+    budget = study.budget_at(tier)
+    if budget is None:
+        raise ValueError(f"tier {tier!r} of {study.name!r} has fixed seeds, not a budget")
+    runs: dict[tuple[str, int], Mapping[str, float] | str] = {}
+    last = len(budget.looks) if upto is None else upto
+    have = 0
+    for look in range(1, last + 1):
+        runs.update(obtain(seeds[have:budget.looks[look - 1]]))
+        have = budget.looks[look - 1]
+        results = decide_setting(study, runs, seeds, tier, look=look)
+        settled = all(r.status != "inconclusive" for r in results)
+        if settled or look == last:
+            return Stop(look, runs, results, settled)
+    raise ValueError(f"upto={upto}: walk at least one look")
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from harness.core.study import Study, StudyError, Sweep
+from harness.core.study import BUDGET_KEYS, Study, StudyError, Sweep
 
 if TYPE_CHECKING:  # PyYAML is an extra (pytest-ablation[yaml]), imported when a file is read
     import yaml
@@ -313,9 +313,14 @@ class _Loader:
         return study
 
     def seeds(self, seeds: Any, path: Path) -> Any:
-        """A count or a list of ints, checked."""
-        if not isinstance(seeds, list):
-            self.check(seeds, "int", path, "give a count or a list of ints")
+        """A count, a list of ints or an adaptive budget ({min: 3, max: 12, batch: 3}),
+        checked."""
+        if isinstance(seeds, dict):
+            self.keys_of(seeds, BUDGET_KEYS, path, "an adaptive seed budget")
+            for key, value in seeds.items():
+                self.check(value, "int", (*path, key))
+        elif not isinstance(seeds, list):
+            self.check(seeds, "int", path, "give a count, a list of ints or {min:, max:, batch:}")
         else:
             for i, seed in enumerate(seeds):
                 self.check(seed, "int", (*path, i))
