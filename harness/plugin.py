@@ -38,7 +38,7 @@ from harness.progress import Progress
 from harness.session import AblationSession, StudyCode, new_session_id
 from harness.tracking import Tracker, default_project
 
-pytest_plugins = ["harness.fixtures"]
+pytest_plugins = ["harness.fixtures", "harness.launching"]
 
 REAL_TIER = "real"
 
@@ -161,12 +161,19 @@ def pytest_configure(config: pytest.Config) -> None:
         devices.pin(None, threads or 1)  # see harness.devices: one thread unless asked
         device = label = None  # decided on first use (see harness.fixtures.device)
     store_path = _store_path(config)
+    from harness.launching import job_identity  # (imported as a plugin by now: no rewrite warning)
+
+    job = job_identity(config)  # a launched job: the controller's session, its files
+    if job is not None:
+        session_id, worker = job.session, job.worker
+    data_dir = job.data_dir if job is not None else store_path.parent
     session = AblationSession(store_path=store_path, session_id=session_id,
                               rootdir=config.rootpath, reuse=config.getoption("reuse"),
                               seed_offset=config.getoption("seed_offset"), worker=worker,
                               device=device, device_label=label,
-                              tracker=_tracker(config, store_path, session_id),
-                              progress=_progress(config))
+                              tracker=_tracker(config, data_dir, session_id,
+                                               job.worker if job else None),
+                              progress=_progress(config), data_dir=data_dir)
     config.stash[SESSION_KEY] = session
     if _is_worker(config):
         session.opening = config.workerinput["ablation_opening"]  # type: ignore[attr-defined]
@@ -233,8 +240,10 @@ def _baseline(config: pytest.Config, store_path: Path) -> Baseline | None:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracker:
-    """Local run logs beside the store, always; W&B runs with --wandb."""
+def _tracker(config: pytest.Config, data_dir: Path, session_id: str,
+             launched_as: str | None) -> Tracker:
+    """Local run logs beside the store (a launched job's: beside the shared one), always; W&B
+    runs with --wandb."""
     wandb = config.getoption("wandb")
     wandb = config.getini("ablation_wandb") if wandb is None else wandb
     problem = _missing("wandb", "wandb", "--wandb") if wandb else None
@@ -242,8 +251,9 @@ def _tracker(config: pytest.Config, store_path: Path, session_id: str) -> Tracke
         raise pytest.UsageError(problem)
     project = (config.getoption("wandb_project") or config.getini("ablation_wandb_project")
                or default_project(config.rootpath.name))
-    return Tracker(run_dir=store_path.parent / "runs" / session_id, wandb=wandb,
-                   project=project, job_id=session_id, mode=config.getoption("wandb_mode"))
+    return Tracker(run_dir=data_dir / "runs" / session_id, wandb=wandb,
+                   project=project, job_id=session_id, mode=config.getoption("wandb_mode"),
+                   launched_as=launched_as)
 
 
 class _Terminal:

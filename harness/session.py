@@ -83,8 +83,11 @@ class AblationSession:
     def __init__(self, *, store_path: Path, session_id: str, rootdir: Path, reuse: bool,
                  seed_offset: int, worker: str, device: str | None = None,
                  device_label: str | None = None, tracker: Any = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, data_dir: Path | None = None) -> None:
         self.store = Store(store_path)
+        # checkpoints, stage values: beside the store, except in a launched job (harness.launch),
+        # whose store is private and whose files go beside the controller's shared store
+        self.data_dir = Path(data_dir) if data_dir is not None else self.store.path.parent
         self.session_id = session_id
         self.rootdir = rootdir
         self.seed_offset = seed_offset
@@ -94,7 +97,7 @@ class AblationSession:
         self.owner = Owner.current(worker)
         self.coordinator = RunCoordinator(self.store, session_id, self.owner, reuse=reuse,
                                           repo=rootdir)
-        self.project = inputs.Project(rootdir, ignore=[store_path.parent])
+        self.project = inputs.Project(rootdir, ignore=[store_path.parent, self.data_dir])
         self.opening: dict[str, Any] = {}  # the controller's argv and start, for the session row
         self._recorded = False
         self._studies: dict[str, Study] = {}
@@ -206,7 +209,7 @@ class AblationSession:
 
         def check(row: RunRecord) -> str | None:
             if row.kind == "stage" and not (
-                    row.artifact and (self.store.path.parent / row.artifact).is_dir()):
+                    row.artifact and (self.data_dir / row.artifact).is_dir()):
                 return "its stored value is gone"
             return (config_change(row.config, spec.config)
                     or inputs.why_changed(row.inputs, self.code_manifest(study), self.project))
@@ -221,7 +224,7 @@ class AblationSession:
         """Where a run (or stage) keeps its training checkpoint: beside the store, named by run and
         fingerprint, so an interrupted run resumes in a later session only with the same code
         and config. Every part is a safe file name, whatever the study and knob names hold."""
-        folder = paths.inside(self.store.path.parent / "checkpoints", study.name or "study")
+        folder = paths.inside(self.data_dir / "checkpoints", study.name or "study")
         folder.mkdir(parents=True, exist_ok=True)
         return paths.inside(folder, f"{spec.id}-{self.fingerprint(study, spec)}", suffix=".pt")
 
@@ -268,7 +271,7 @@ class AblationSession:
             writer = save or functools.partial(stages.save, stage=name)
             stages.replace_folder(folder, lambda tmp: writer(value, tmp))
             computed.append(True)
-            return Computed({}, artifact=str(folder.relative_to(self.store.path.parent)))
+            return Computed({}, artifact=str(folder.relative_to(self.data_dir)))
 
         started = time.perf_counter()
         record = self._obtain(study, spec, body, finish, None)
@@ -279,7 +282,7 @@ class AblationSession:
                 {"name": name, "id": spec.id, "row": record.id, "computed": bool(computed),
                  "duration": record.duration,
                  "seconds": time.perf_counter() - started if computed else 0.0})
-        folder = self.store.path.parent / (record.artifact or "")
+        folder = self.data_dir / (record.artifact or "")
         if not record.artifact or not folder.is_dir():
             raise StageError(f"stage {spec.id}: its stored value ({folder}) is gone; rerun "
                              "without --reuse to compute it again")
@@ -287,7 +290,7 @@ class AblationSession:
 
     def stage_folder(self, study: Study, spec: stages.StageSpec) -> Path:
         """Where a stage's value is kept: beside the store, named by stage and fingerprint."""
-        return paths.inside(self.store.path.parent / "stages", study.name or "study",
+        return paths.inside(self.data_dir / "stages", study.name or "study",
                             f"{spec.id}-{self.fingerprint(study, spec)}")
 
     def _obtain(self, study: Study, spec: Spec, body: Callable[[], Any],

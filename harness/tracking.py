@@ -40,8 +40,16 @@ def default_group(study_or_suite: str, job_id: str | None = None) -> str:
     The Slurm job id wins over the given local session id, so all nodes and array tasks of a
     job land in the same W&B group.
     """
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID") or job_id
+    job = group_job(job_id)
     return f"ablate-{study_or_suite}" + (f"_{job}" if job else "")
+
+
+def group_job(job_id: str | None = None) -> str | None:
+    """The group's suffix: the Slurm job (array) of the session, else `job_id`. A run
+    launched as its own job (harness.launch) keeps its controller's, handed over in
+    ABLATION_GROUP_JOB, and carries its own job id in its config (`ablation_job`)."""
+    return (os.environ.get("ABLATION_GROUP_JOB") or os.environ.get("SLURM_ARRAY_JOB_ID")
+            or os.environ.get("SLURM_JOB_ID") or job_id)
 
 
 def default_project(name: str) -> str:
@@ -102,9 +110,11 @@ class Tracker:
 
     def __init__(self, *, run_dir: Path, wandb: bool = False, project: str = "ablations",
                  job_id: str | None = None, mode: str | None = None,
-                 warn: Callable[[str], None] = warnings.warn) -> None:
+                 warn: Callable[[str], None] = warnings.warn, launched_as: str | None = None
+                 ) -> None:
         self.run_dir = Path(run_dir)
         self.project, self.job_id = project, job_id
+        self.launched_as = launched_as  # the job a launched run executes in (harness.launch)
         self._warn = warn
         self._wandb: Any = None  # the wandb module, imported on first use
         self._open: list[RunLog] = []
@@ -124,6 +134,8 @@ class Tracker:
         commit, start time) beside steps.jsonl and summary.json.
         """
         path = paths.inside(self.run_dir, study, name)
+        if self.launched_as:
+            config = {**config, "ablation_job": self.launched_as}
         log = RunLog(self, path, study=study, name=name, config=config)
         _write_json(path / "config.json", config)
         _write_json(path / "metadata.json", {**(metadata or {}), "started": _now()})

@@ -47,6 +47,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 MinJobAge=4
+SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
@@ -82,10 +83,12 @@ def _die_with_parent() -> None:
 class Cluster:
     """One node `localhost` in partition `debug`; `env` is what clients need to reach it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cpus: int | None = None) -> None:
+        """`cpus`: what the node offers (default: the cores this process may use); more than
+        that runs more jobs at once (slurmd reports the configured count: config_overrides)."""
         self.root = root
         self.conf = root / "slurm.conf"
-        self.cpus = len(os.sched_getaffinity(0))
+        self.cpus = cpus or len(os.sched_getaffinity(0))
         self.env = {"SLURM_CONF": str(self.conf)}
         self._procs: list[subprocess.Popen[bytes]] = []
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("torch", "wandb", "tqdm", "xdist", "mir_eval", "sklearn", "yaml")
+EXTRAS = ("torch", "wandb", "tqdm", "xdist", "mir_eval", "sklearn", "yaml", "submitit",
+          "ray")
 
 STUDY = """
 import numpy as np

@@ -91,7 +91,7 @@ class RunCoordinator:
         calls for the run raise RunFailed. `why_stale(row)` says why a stored run may not be
         reused (None: it may); it is asked under `reuse` only.
         """
-        note = self._adopt_stored(spec, fingerprint, why_stale) if self.reuse else None
+        note = self.adopt_stored(spec, fingerprint, why_stale) if self.reuse else None
         while True:
             status, row = self.store.claim(self.session, spec, fingerprint=fingerprint,
                                            owner=self.owner, config=dict(spec.config), note=note)
@@ -105,7 +105,7 @@ class RunCoordinator:
                 raise RunConflict(spec.id, row, fingerprint)
             time.sleep(self.poll_interval)  # another live process computes it
 
-    def _adopt_stored(self, spec: SpecLike, fingerprint: str,
+    def adopt_stored(self, spec: SpecLike, fingerprint: str,
                       why_stale: Callable[[RunRecord], str | None]) -> str | None:
         """Adopt the newest reusable stored run into the session (a no-op if the session has
         the run already); else the one-line reason the newest stored run is not reused."""

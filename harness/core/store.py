@@ -680,6 +680,37 @@ class Store:
         """Drop a claim without a result (interrupted, skipped) so that it can be claimed again."""
         self.db.execute("DELETE FROM runs WHERE id = ? AND status = 'running'", (row_id,))
 
+    def ingest(self, session: str, run: Mapping[str, Any],
+               stages: Sequence[Mapping[str, Any]] = ()) -> tuple[bool, RunRecord]:
+        """Insert a finished row computed elsewhere (a job's, from harness.launch) into
+        `session`, with the stage rows it used (each unless the session has that stage; the
+        run's `stages` then point at the session's rows). Returns (inserted, row): a run the
+        session already has is left alone, so ingesting a result twice changes nothing."""
+        if run.get("status") not in ("done", "failed"):
+            raise ValueError(f"only finished rows can be ingested, not {run.get('status')!r}")
+        with self._write() as db:
+            existing = self._get(db, session, run["key"])
+            if existing is not None:
+                return False, existing
+            ids = {stage["id"]: (self._get(db, session, stage["key"])
+                                 or self._insert(db, session, stage)).id for stage in stages}
+            used = [{**u, "row": ids.get(u.get("row"), u.get("row"))}
+                    for u in run.get("stages") or []]
+            return True, self._insert(db, session, {**run, "stages": used})
+
+    def _insert(self, db: sqlite3.Connection, session: str,
+                values: Mapping[str, Any]) -> RunRecord:
+        """A new row of `session` from a row's values (its id is the store's to give)."""
+        row = {f.name: values[f.name] for f in fields(RunRecord)
+               if f.name != "id" and f.name in values}
+        row.update(session=session, reused_from=None)
+        for name in _JSON_FIELDS:
+            if name in row:
+                row[name] = dumps(row[name])
+        db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                   tuple(row.values()))
+        return self._get(db, session, values["key"])  # type: ignore[return-value]
+
     def reuse_candidates(self, spec: SpecLike) -> list[RunRecord]:
         """Finished rows of the same key (study, tier, knobs, variant and seed; for a stage its
         name and what it depends on) that any session computed (not adopted), newest first (by

@@ -1,0 +1,164 @@
+"""--ablation-launcher slurm on a real Slurm (tests/slurm_cluster.py, one node offering 6 CPUs so
+six runs' jobs run at once): every run is its own job, computed once, ingested, and the
+verdicts equal a local run's; a cancelled job fails its run (job id, log tail) while the others
+finish, and a rerun completes it; a requeued job resumes from its checkpoint; detach + --reuse.
+
+Needs root, Debian's Slurm and submitit; skipped otherwise. Select with `-m slurm`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.launch_project import (
+    RUNS,
+    computed,
+    environment,
+    events,
+    make_project,
+    pytest_command,
+    run_pytest,
+    store_rows,
+)
+from tests.slurm_cluster import INSTALL_HINT, Cluster, ClusterError, missing_programs
+
+pytestmark = pytest.mark.slurm
+
+SLOW = RUNS[4]  # better-seed1
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("a throwaway Slurm cluster needs root (SlurmUser=root)")
+    if missing := missing_programs():
+        pytest.skip(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
+    if importlib.util.find_spec("submitit") is None:
+        pytest.skip("submitit not installed: pip install 'pytest-ablation[slurm]'")
+    cluster = Cluster(tmp_path_factory.mktemp("slurm"), cpus=6)
+    try:
+        cluster.start(timeout=30)
+    except ClusterError as e:
+        cluster.stop()
+        pytest.skip(str(e))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
+    """The toy study's verdicts from an ordinary local session."""
+    project = make_project(tmp_path_factory.mktemp("local") / "project")
+    out = run_pytest(project, environment(project / "toy.log"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    return store_rows(project / ".ablation" / "results.sqlite")[1]
+
+
+def test_each_run_is_its_own_job_computed_once_and_verdicts_equal_local(
+        cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
+    project = make_project(tmp_path / "project")
+    log = project / "toy.log"
+    out = run_pytest(project, environment(log, cluster.env), "--ablation-launcher", "slurm")
+    assert out.returncode == 0, out.stdout + out.stderr + cluster.log_tail()
+    assert "6 submitted" in out.stdout and "6 done, 0 failed" in out.stdout, out.stdout
+    assert "7 passed" in out.stdout, out.stdout
+    assert computed(log) == {run: 1 for run in RUNS}  # each body ran once
+    runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
+    assert [r[2] for r in runs] == ["done"] * 6
+    jobs = {r[3] for r in runs}
+    assert len(jobs) == 6 and all(re.fullmatch(r"slurm-\d+_\d", j) for j in jobs), jobs
+    assert {e["job"] for e in events(log)} == jobs  # and it ran inside that job
+    assert verdicts == local  # same statuses, differences and p-values
+
+
+def _job_of(project: Path, run: str, timeout: float = 60) -> str:
+    """The job id of `run` once its body has started (and checkpointed a step)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = [e for e in events(project / "toy.log") if e["run"] == run]
+        ckpt = list((project / ".ablation" / "checkpoints").rglob(f"{run}-*.pt"))
+        if started and ckpt:
+            return started[-1]["job"].removeprefix("slurm-")
+        time.sleep(0.2)
+    raise AssertionError(f"{run} never started")
+
+
+def _controller(project: Path, cluster: Cluster, *args: str) -> subprocess.Popen[str]:
+    env = environment(project / "toy.log", {**cluster.env, "TOY_SLOW": SLOW, "TOY_STEPS": "8",
+                                            "TOY_DELAY": "1"})
+    return subprocess.Popen(pytest_command("--ablation-launcher", "slurm", *args), cwd=project,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_cancelled_job_fails_its_run_with_job_id_and_log_tail_and_a_rerun_completes(
+        cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    controller = _controller(project, cluster)
+    job = _job_of(project, SLOW)
+    assert cluster.run("scancel", job).returncode == 0
+    out, _ = controller.communicate(timeout=120)
+    assert controller.returncode == 1, out
+    assert "5 done, 1 failed" in out, out
+    runs, _ = store_rows(project / ".ablation" / "results.sqlite")
+    failed = [r for r in runs if r[2] == "failed"]
+    assert [(r[0], r[1]) for r in failed] == [("better", 1)]
+    assert f"job slurm-{job}: the job ended without a result" in failed[0][5]
+    assert f"{SLOW}" in failed[0][5] and "=== job" in failed[0][5]  # the log's tail
+    assert computed(project / "toy.log") == {run: 1 for run in RUNS if run != SLOW}
+
+    rerun = run_pytest(project, environment(project / "toy.log", cluster.env),
+                       "--ablation-launcher", "slurm", "--reuse")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "1 submitted" in rerun.stdout and "7 passed" in rerun.stdout, rerun.stdout
+    assert computed(project / "toy.log") == {run: 1 for run in RUNS}
+    starts = [e["step"] for e in events(project / "toy.log")
+              if e["run"] == SLOW and e["event"] == "start"]
+    assert starts[0] == 0 and starts[1] > 0  # the rerun resumed from the checkpoint
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint_and_the_results_are_complete(
+        cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
+    project = make_project(tmp_path / "project")
+    controller = _controller(project, cluster)
+    job = _job_of(project, SLOW)
+    requeue = cluster.run("scontrol", "requeue", job)
+    assert requeue.returncode == 0, requeue.stderr
+    out, _ = controller.communicate(timeout=180)
+    assert controller.returncode == 0, out + cluster.log_tail()
+    assert "6 done, 0 failed" in out, out
+    assert computed(project / "toy.log") == {run: 1 for run in RUNS}
+    starts = [e for e in events(project / "toy.log")
+              if e["run"] == SLOW and e["event"] == "start"]
+    assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] > 0, starts
+    assert starts[0]["job"] == starts[1]["job"] == f"slurm-{job}"  # the same job, requeued
+    runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
+    assert [r[2] for r in runs] == ["done"] * 6 and verdicts == local
+
+
+def test_detach_then_reuse_collects_the_jobs_and_decides(
+        cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
+    project = make_project(tmp_path / "project")
+    env = environment(project / "toy.log", {**cluster.env, "TOY_SLOW": SLOW, "TOY_STEPS": "4"})
+    out = run_pytest(project, env, "--ablation-launcher", "slurm", "--ablation-detach")
+    assert out.returncode == 0 and "detached: 6 runs submitted" in out.stdout + out.stderr, \
+        out.stdout + out.stderr
+    early = run_pytest(project, env, "--reuse")  # the slow run is still out
+    assert early.returncode == pytest.ExitCode.INTERRUPTED, early.stdout + early.stderr
+    assert f"test_toy[{SLOW}]" in early.stdout and "still queued or running" in early.stdout
+    deadline = time.monotonic() + 120
+    while computed(project / "toy.log").get(SLOW) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the job writes its result after the body
+    late = run_pytest(project, env, "--reuse")
+    assert late.returncode == 0 and "7 passed" in late.stdout, late.stdout + late.stderr
+    assert computed(project / "toy.log") == {run: 1 for run in RUNS}
+    runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
+    assert verdicts == local and [r[2] for r in runs] == ["done"] * 6
