@@ -85,6 +85,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ablation-baseline", metavar="SPEC",
                     help="compare every guarded metric (study.guard) with a baseline session, "
                          f"paired seed by seed: {SPEC_HELP}; also ini ablation_baseline")
+    group.addoption("--ablation-plots", metavar="DIR",
+                    help="at the end of the session write its figures (verdicts, paired "
+                         "seeds, sweeps, learning curves, grids, screes; as in `python -m "
+                         "harness report --html`) as PNG and SVG under DIR; with --wandb they "
+                         "are also logged to each study's verdicts run")
     group.addoption("--ablation-baseline-strict", action="store_true",
                     help="a guard whose variant has no run in the baseline fails instead of "
                          "being skipped")
@@ -183,6 +188,10 @@ def pytest_configure(config: pytest.Config) -> None:
         misplaced = _misplaced_rootdir(config)
         if misplaced:
             raise pytest.UsageError(misplaced)
+        plots = config.getoption("ablation_plots") and _missing("matplotlib", "plots",
+                                                                "--ablation-plots")
+        if plots:
+            raise pytest.UsageError(plots)
         session.begin(list(config.invocation_params.args))
         session.baseline = _baseline(config, store_path)
         if store_path.exists():  # a broken store stops the session now, with or without xdist
@@ -192,7 +201,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(str(exc)) from None
 
 
-PATH_OPTIONS = ("--ablation-store", "--ablation-baseline", "--summary-md", "--billboard-root")
+FIGURES_KEY = pytest.StashKey[str]()  # what --ablation-plots did, for the terminal summary
+PATH_OPTIONS = ("--ablation-store", "--ablation-baseline", "--summary-md", "--billboard-root",
+                "--ablation-plots")
 
 
 def _misplaced_rootdir(config: pytest.Config) -> str | None:
@@ -459,6 +470,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if config.getoption("summary_md"):
         path = write_markdown(sections, Path(config.getoption("summary_md")))
         terminalreporter.write_line(f"ablation tables written to {path}")
+    if FIGURES_KEY in config.stash:
+        terminalreporter.write_line(config.stash[FIGURES_KEY])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -469,15 +482,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _is_worker(session.config) and state.store.exists():
         try:
             verdicts = state.store.verdicts(state.session_id)
+            images = _write_plots(session.config, state)
             for study in dict.fromkeys(v["study"] for v in verdicts):
                 state.tracker.log_verdicts(study=study,
-                                           rows=[v for v in verdicts if v["study"] == study])
+                                           rows=[v for v in verdicts if v["study"] == study],
+                                           images=images.get(study, []))
             state.store.end_session(state.session_id, exitstatus=int(exitstatus))
         except StoreError as exc:
             state.store_errors.append(str(exc))
     if state.store_errors and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # results were lost: never green
     state.tracker.close()
+
+
+def _write_plots(config: pytest.Config, state: AblationSession) -> dict[str, list[Path]]:
+    """--ablation-plots: the session's figures as files; study -> its PNG files. A figure
+    that cannot be written costs a line in the summary, never the session's results."""
+    folder = config.getoption("ablation_plots")
+    if not folder:
+        return {}
+    from harness.core.plots import section_plots, write_plots
+
+    try:
+        options = state.store.study_options(state.session_id)
+        sections = session_sections(state.store, state.session_id, options)
+        plots = section_plots(state.store, state.session_id, sections, options)
+        written = write_plots(sections, plots, Path(folder))
+    except OSError as exc:  # a full disk, a folder we may not write
+        reason = exc.strerror or exc
+        config.stash[FIGURES_KEY] = (
+            f"--ablation-plots {folder}: the figures could not be written ({reason}); the "
+            "results are in the store: `python -m harness report --plots DIR` draws them later")
+        return {}
+    count = sum(map(len, written.values()))
+    config.stash[FIGURES_KEY] = f"ablation figures: {count} files under {folder}"
+    return {study: [p for p in files if p.suffix == ".png"] for study, files in written.items()}
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

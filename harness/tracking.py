@@ -19,7 +19,7 @@ import re
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,8 +143,10 @@ class Tracker:
         self._open.append(log)
         return log
 
-    def log_verdicts(self, *, study: str, rows: list[dict]) -> None:
-        """Store a study's verdict rows locally and as one W&B "verdicts" run with a table."""
+    def log_verdicts(self, *, study: str, rows: list[dict],
+                     images: Sequence[Path] = ()) -> None:
+        """Store a study's verdict rows locally and as one W&B "verdicts" run with a table
+        and the study's figures (`images`: PNG files, logged as `figures/<file name>`)."""
         _write_json(paths.inside(self.run_dir, study) / "verdicts.json", rows)
         run = self._init_run(study=study, name=f"{study}-verdicts", config={"study": study},
                              job_type="verdicts")
@@ -158,7 +160,9 @@ class Tracker:
             # Mixed types: a column holds None where a verdict could not be computed, and knobs
             # dicts differ between settings; W&B's per-column type check would reject both.
             table = self._wandb.Table(columns=columns, data=data, allow_mixed_types=True)
-            run.log({"verdicts": table})
+            figures = {f"figures/{path.parent.name}/{path.stem}": self._wandb.Image(str(path))
+                       for path in images}
+            run.log({"verdicts": table, **figures})
             run.summary.update({"verdicts/n": len(rows),
                                 **{f"verdicts/{status}": n for status, n in counts.items()}})
             run.finish()

@@ -4,6 +4,8 @@
     python -m harness report --format md -o results.md
     python -m harness report --session 20261121-111500-3f9a1c --format csv --table runs
     python -m harness report --baseline git:main   # guarded metrics against main's session
+    python -m harness report --html report.html    # one self-contained page with the figures
+    python -m harness report --plots figures/      # the figures as PNG and SVG files
 
 The store is opened read-only and never changed (not even a foreign or an older one). Without
 --store it is the one a pytest session started here would write (harness.core.inifile). Every
@@ -64,8 +66,41 @@ def _parser() -> argparse.ArgumentParser:
                         help="compare the session's guarded metrics (study.guard) with a "
                              f"baseline, paired seed by seed: {SPEC_HELP}; relative paths and "
                              "git refs from the current folder")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write one self-contained HTML report (tables, verdicts and "
+                             "figures, no network needed to view it) instead of printing")
+    parser.add_argument("--plots", metavar="DIR",
+                        help="write the report's figures as PNG and SVG files under DIR "
+                             "(DIR/<study>/<section>/<figure>.png)")
+    parser.add_argument("--smooth", type=float, default=0.0, metavar="W",
+                        help="EMA weight for the learning curves, 0 (default: raw) to <1 "
+                             "(0.9: strong smoothing)")
     parser.add_argument("--list", action="store_true", help="list the stored sessions")
     return parser
+
+
+def _figures(store: Store, session: str, sections: list[Section], options: dict,
+             args: argparse.Namespace) -> str | None:
+    """Write the figures (--plots) and return the HTML report (--html), if asked for."""
+    try:
+        from harness.core.htmlreport import render_html
+        from harness.core.plots import section_plots, write_plots
+    except ImportError as exc:
+        raise ReportError(f"--html and --plots need matplotlib ({exc}): pip install "
+                          "'pytest-ablation[plots]'") from None
+    plots = section_plots(store, session, sections, options, smoothing=args.smooth)
+    if args.plots:
+        try:
+            written = write_plots(sections, plots, Path(args.plots))
+        except OSError as exc:
+            raise ReportError(f"cannot write the figures under {args.plots}: "
+                              f"{exc.strerror or exc}") from None
+        count = sum(map(len, written.values()))
+        print(f"wrote {count} figure files under {args.plots}", file=sys.stderr)
+    if not args.html:
+        return None
+    row = next(s for s in store.sessions() if s["session"] == session)
+    return render_html(sections, plots, session=row)
 
 
 def _report(args: argparse.Namespace) -> str:
@@ -85,8 +120,12 @@ def _report(args: argparse.Namespace) -> str:
         if args.baseline:
             baseline = resolve_baseline(args.baseline, store=path, repo=Path.cwd())
             _with_baseline(sections, compare_session(store, session, baseline, options))
-    if not sections:
-        raise ReportError(f"session {session!r} has no runs in {path}; see --list")
+        if not sections:
+            raise ReportError(f"session {session!r} has no runs in {path}; see --list")
+        if args.html or args.plots:
+            page = _figures(store, session, sections, options, args)
+            if page is not None:
+                return page
     if args.format == "csv":
         return render_csv(sections, args.table or "summary")
     return {"text": render_text, "md": render_markdown, "json": render_json}[args.format](
@@ -113,6 +152,11 @@ def _print(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if not 0 <= args.smooth < 1:
+        parser.error(f"--smooth {args.smooth}: give an EMA weight from 0 (no smoothing) up to, "
+                     "not including, 1")
+    if args.html and args.output:
+        parser.error("--html FILE is where the report goes: drop -o")
     if args.table and args.format != "csv":
         parser.error(f"--table {args.table} picks a CSV table: add --format csv (JSON holds "
                      f"every table)")
@@ -120,12 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = _report(args)
     except (StoreError, ReportError, BaselineError, inifile.ConfigError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    if not args.output:
+    output = args.html or args.output
+    if not output:
+        if args.plots:  # the figures were the point
+            return 0
         _print(text)
         return 0
     try:
-        Path(args.output).write_text(text, encoding="utf-8")
+        Path(output).write_text(text, encoding="utf-8")
     except OSError as exc:
-        parser.exit(2, f"{parser.prog}: error: cannot write {args.output}: {exc.strerror}\n")
-    print(f"wrote {args.output}", file=sys.stderr)
+        parser.exit(2, f"{parser.prog}: error: cannot write {output}: {exc.strerror}\n")
+    print(f"wrote {output}", file=sys.stderr)
     return 0
