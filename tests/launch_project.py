@@ -108,3 +108,11 @@ def store_rows(store: Path, session: str | None = None) -> tuple[list[tuple], li
         verdicts = db.execute("SELECT hypothesis, status, diff, p FROM verdicts WHERE "
                               "session = ?", (session,)).fetchall()
     return runs, verdicts
+
+
+def local_verdicts(folder: Path) -> list[tuple]:
+    """The toy study's verdicts from an ordinary local session (what a launcher must equal)."""
+    project = make_project(folder / "project")
+    out = run_pytest(project, environment(project / "toy.log"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    return store_rows(project / ".ablation" / "results.sqlite")[1]

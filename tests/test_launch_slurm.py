@@ -23,6 +23,7 @@ from tests.launch_project import (
     computed,
     environment,
     events,
+    local_verdicts,
     make_project,
     pytest_command,
     run_pytest,
@@ -55,11 +56,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
-    """The toy study's verdicts from an ordinary local session."""
-    project = make_project(tmp_path_factory.mktemp("local") / "project")
-    out = run_pytest(project, environment(project / "toy.log"))
-    assert out.returncode == 0, out.stdout + out.stderr
-    return store_rows(project / ".ablation" / "results.sqlite")[1]
+    return local_verdicts(tmp_path_factory.mktemp("local"))
 
 
 def test_each_run_is_its_own_job_computed_once_and_verdicts_equal_local(
