@@ -1,7 +1,7 @@
 """The report's figures, drawn with matplotlib from plain numbers (no store, no pytest).
 
 Each function takes what one figure shows and returns a `matplotlib.figure.Figure` (built
-without pyplot, so nothing is global and nothing needs closing); `render` turns it into SVG or
+without pyplot: nothing is global, nothing needs closing, no display or backend is touched); `render` turns it into SVG or
 PNG bytes in the one house style. What the figures show:
 
     verdict_plot    each claim's paired difference with its CI, the boundary its margin sets,
@@ -19,6 +19,7 @@ Non-finite values never reach a figure: the callers leave them out and say so in
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -26,11 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)  # no display, ever; a user's own backend choice stands
-
-import itertools
-
 from matplotlib import ticker
 from matplotlib.figure import Figure
 from scipy import special
