@@ -105,10 +105,11 @@ def cells(reps: int, extra_reps: int) -> list[Cell]:
     return [*aa, *ni, ignored]
 
 
-def session_verdicts(module: str, what: str, workers: int,
-                     root: Path | None) -> list[tuple[str, str, str]]:
-    """Run `module` as the one test file of a throwaway pytest project; the (hypothesis, knobs,
-    status) rows its session stored. Exit 1 is expected (claims that fail, as they should)."""
+def session_verdicts(module: str, what: str, workers: int, root: Path | None,
+                     query: str = "SELECT hypothesis, knobs, status FROM verdicts") -> list[tuple]:
+    """Run `module` as the one test file of a throwaway pytest project; the rows of `query`
+    (by default (hypothesis, knobs, status)) from its store. Exit 1 is expected (claims that
+    fail, as they should)."""
     project = Path(tempfile.mkdtemp(prefix="calibrate-", dir=root))
     try:
         (project / "pytest.ini").write_text("[pytest]\n")
@@ -121,7 +122,7 @@ def session_verdicts(module: str, what: str, workers: int,
                              f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         db = sqlite3.connect(project / STORE)
         try:
-            return db.execute("SELECT hypothesis, knobs, status FROM verdicts").fetchall()
+            return db.execute(query).fetchall()
         finally:
             db.close()
     finally:

@@ -96,9 +96,10 @@ def _study(hypothesis: str = "a > b", **options: object) -> Study:
     return study
 
 
-def _obtain(effect: float, asked: list[int]):
-    rng = np.random.default_rng(42)
-    shared, own = rng.normal(0, 1, 12), rng.normal(0, 0.1, (12, 2))
+def _obtain(effect: float, asked: list[int], own_sd: float = 0.1):
+    """Runs of 12 seeds: a seed-shared draw, each run's own, and `effect` for variant a."""
+    rng = np.random.default_rng(41)
+    shared, own = rng.normal(0, 1, 12), rng.normal(0, own_sd, (12, 2))
 
     def obtain(seeds):
         asked.extend(seeds)
@@ -109,7 +110,7 @@ def _obtain(effect: float, asked: list[int]):
 
 def test_a_clear_cut_setting_stops_at_the_first_look_and_obtains_only_its_seeds() -> None:
     asked: list[int] = []
-    stop = stopping_look(_study(), "default", range(12), _obtain(1.0, asked))
+    stop = stopping_look(_study(), "default", range(12), _obtain(1.0, asked, own_sd=0.001))
     assert (stop.look, stop.settled, asked) == (1, True, [0, 1, 2])
     result = stop.results[0]
     assert result.status == "supported" and result.look.seeds == 3
@@ -186,7 +187,7 @@ def test_adaptive(run):
     with open(os.environ["TRAININGS"], "a") as f:
         f.write(run.id + "\\n")
     shared = random.Random(run.seed).gauss(0, 1)
-    own = random.Random(f"{{run.seed}}-{{run.variant}}").gauss(0, 0.1)
+    own = random.Random(f"{{run.seed}}-{{run.variant}}").gauss(0, 0.01)
     return {{"m": shared + own + (run.config["effect"] if run.variant == "a" else 0.0)}}
 
 

@@ -31,7 +31,7 @@ from scipy import special
 
 from harness.core.stats import Verdict, decide, status_from
 
-SHAPE = 0.25  # Wang-Tsiatis Delta: 0 O'Brien-Fleming-like, 0.5 Pocock-like
+SHAPE = 0.0  # Wang-Tsiatis Delta: 0 O'Brien-Fleming-like (chosen by measurement), 0.5 Pocock-like
 NULL_PATHS = 200_000  # Monte-Carlo null paths per schedule (p resolution 5e-6)
 MC_SEED = 0  # fixed: the boundaries, hence the verdicts, depend on the data alone
 _CHUNK = 50_000  # paths drawn at a time
