@@ -220,7 +220,8 @@ def test_a_clear_cut_claim_stops_at_the_minimum(pytester: pytest.Pytester, train
     pytester.makepyfile(test_study=STUDY.format(effects="[1.0]"))
     result = pytester.runpytest("-rs")
     result.assert_outcomes(passed=6 + 1, skipped=12)
-    result.stdout.fnmatch_lines(["*not needed: every claim of t-effect=1.0 decided at look 1 "
+    result.stdout.fnmatch_lines(["*a>b[[]m[]]*SUPPORTED (look 1/3, 3 seeds)*",  # the table
+                                 "*not needed: every claim of t-effect=1.0 decided at look 1 "
                                  "(3 seeds)*"])
     assert sorted(trainings()) == sorted(f"t-effect=1.0-{v}-seed{s}" for v in "ab"
                                          for s in range(3))

@@ -618,7 +618,12 @@ def _p(value: float | None) -> str:
 
 
 def _status(verdict: Mapping[str, Any]) -> str:
-    return (verdict.get("status") or "-").upper()
+    """`SUPPORTED`; under an adaptive seed budget with the look that ended the setting and
+    its seeds: `SUPPORTED (look 1/4, 3 seeds)`."""
+    status = (verdict.get("status") or "-").upper()
+    look = (verdict.get("detail") or {}).get("adaptive")
+    return f"{status} (look {look['look']}/{look['looks']}, {look['seeds']} seeds)" if look \
+        else status
 
 
 def verdict_rows(verdicts: Iterable[dict]) -> list[list[str]]:
