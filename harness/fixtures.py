@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.core.study import Study
-from harness.items import RUN_ARG, SESSION_KEY, Run, obtain_setting, run_for
+from harness.items import RUN_ARG, SESSION_KEY, Run, fixed_seeds, obtain_setting, run_for
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) load when results are decided
     from harness.core.verdicts import SettingResults
@@ -37,7 +37,8 @@ def ablation_run(_ablation_run: Run) -> Run:
 
 @pytest.fixture
 def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingResults]:
-    """`ablation_results(study, tier=None, knobs=None)`: every run of one setting of a study.
+    """`ablation_results(study, tier=None, knobs=None)`: every run of one setting of a study
+    (under an adaptive seed budget, of its first look: the seeds that always run).
 
     Runs made in this session are read; missing ones are computed (exactly once). For known-
     answer controls that assert on verdicts themselves:
@@ -54,10 +55,11 @@ def ablation_results(request: pytest.FixtureRequest) -> Callable[..., SettingRes
         if not settings:
             raise LookupError(f"study {study.name!r} has no setting tier={tier!r} knobs={knobs}")
         tier_name, knob_values = settings[0]
-        runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants))
+        seeds = fixed_seeds(request.config.stash[SESSION_KEY], study, tier_name)
+        runs = obtain_setting(request.node, study, tier_name, knob_values, list(study.variants),
+                              seeds)
         from harness.core.verdicts import SettingResults
 
-        return SettingResults(study, runs,
-                              request.config.stash[SESSION_KEY].seeds(study, tier_name))
+        return SettingResults(study, runs, seeds)
 
     return results

@@ -278,3 +278,16 @@ def test_a_yaml_study_declares_a_budget(tmp_path) -> None:
     path.write_text("variants: {a: {}}\nseeds: {min: 3, max: 9, step: 3}\n")
     with pytest.raises(StudyError, match="unknown key 'step'"):
         load_study(path)
+
+
+def test_ablation_results_gives_the_first_look(pytester: pytest.Pytester, trainings) -> None:
+    control = """
+
+def test_control(ablation_results):
+    results = ablation_results(study)
+    assert list(results.seeds) == [0, 1, 2]
+    assert results.decide("a > b", metric="m").status == "supported"
+"""
+    pytester.makepyfile(test_study=STUDY.format(effects="[1.0]") + control)
+    pytester.runpytest().assert_outcomes(passed=6 + 1 + 1, skipped=12)
+    assert len(trainings()) == 6
