@@ -311,13 +311,24 @@ def walk_looks(item: pytest.Item, study: Study, tier: str, knobs: Knobs,
 
     session = item.config.stash[SESSION_KEY]
     variants = study.hypothesis_variants()
-    return stopping_look(study, tier, session.seeds(study, tier),
-                         lambda seeds: obtain_setting(item, study, tier, knobs,  # type: ignore[arg-type]
-                                                      variants, seeds), upto)
+    # a finished run's metrics do not change within a session: each walk of the setting in
+    # this process asks the store only for the runs no earlier walk obtained
+    known = item.config.stash.setdefault(WALKED_KEY, {}).setdefault(
+        (study.name or "", tier, knobs), {})
+
+    def obtain(seeds: Sequence[int]) -> RunMetrics:
+        missing = [s for s in seeds if any((v, s) not in known for v in variants)]
+        if missing:
+            known.update(obtain_setting(item, study, tier, knobs, variants, missing))  # type: ignore[arg-type]
+        return {(v, s): known[v, s] for v in variants for s in seeds}
+
+    return stopping_look(study, tier, session.seeds(study, tier), obtain, upto)
 
 
-# (study, tier, knobs) -> (looks walked, the look that settled the setting or None), per process
+# (study, tier, knobs) -> (looks walked, the look that settled the setting or None), and the
+# runs obtained by walks, per process
 STOPS_KEY = pytest.StashKey[dict[tuple[str, str, Knobs], tuple[int, int | None]]]()
+WALKED_KEY = pytest.StashKey[dict[tuple[str, str, Knobs], dict[tuple[str, int], Any]]]()
 
 
 def not_needed(item: pytest.Item, study: Study, spec: RunSpec) -> str | None:
