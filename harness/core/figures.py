@@ -1,8 +1,8 @@
 """The report's figures, drawn with matplotlib from plain numbers (no store, no pytest).
 
 Each function takes what one figure shows and returns a `matplotlib.figure.Figure` (built
-without pyplot: nothing is global, nothing needs closing, no display or backend is touched); `render` turns it into SVG or
-PNG bytes in the one house style. What the figures show:
+without pyplot: nothing is global, nothing needs closing, no display or backend is touched);
+`render` turns it into SVG or PNG bytes in the one house style. What the figures show:
 
     verdict_plot    each claim's paired difference with its CI, the boundary its margin sets,
                     the side that supports it shaded, coloured by verdict (the gate, drawn)
@@ -380,7 +380,7 @@ def scree_plot(name: str, spectra: Mapping[str, Sequence[Sequence[float]]],
                         color=line.get_color(), alpha=0.18, linewidth=0)
     if all(v > 0 for vectors in spectra.values() for vec in vectors for v in vec):
         ax.set_yscale("log")
-        plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")  # 0.6, not 6x10^-1
+        plain = ticker.StrMethodFormatter("{x:g}")  # 0.6, not 6x10^-1
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
