@@ -53,6 +53,7 @@ def test_sweep(run):
 
 sweep.expect("better > base", metric="acc")
 sweep.expect("broken >= base", metric="acc", margin=0.01)
+sweep.guard("acc", margin=0.05, variants=["better"])
 
 grid = ablation(variants={"a": {}, "b": {"shift": 0.1}}, seeds=2,
                 tiers={"synthetic": {"width": [8, 16], "depth": [1, 2, 3]}})
@@ -205,6 +206,17 @@ def test_the_html_report_is_one_self_contained_file(project, tmp_path) -> None:
     assert text.count('<table><caption>hypotheses</caption>') == 4  # 3 sweep settings + single
 
 
+def test_against_a_baseline_the_report_has_the_guards_table_and_plot(project, tmp_path) -> None:
+    with Store(project / ".ablation" / "results.sqlite", readonly=True) as store:
+        session = store.latest_session()
+    path = tmp_path / "against.html"
+    assert main(["--store", str(project / ".ablation" / "results.sqlite"), "--html", str(path),
+                 "--baseline", session]) == 0
+    text = path.read_text()
+    assert text.count(f"<caption>vs baseline (session {session})</caption>") == 3  # per lr
+    assert text.count('data-plot="baseline"') == 3
+
+
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
@@ -254,3 +266,34 @@ def test_the_report_renders_in_chromium_without_errors(project, tmp_path, browse
     browser.find_element("link text", GRID).click()
     assert browser.execute_script("return window.location.hash").startswith("#s")
     assert np.isfinite(browser.execute_script("return window.scrollY"))
+
+
+LOGGED = """
+from harness import ablation
+
+study = ablation(variants={"a": {}, "b": {"up": 0.1}}, seeds=2)
+
+
+@study
+def test_logged(run):
+    for step in (1, 2, 3):
+        run.log(step, loss=1.0 / step + 0.01 * run.seed)
+    return {"acc": 0.5 + run.config.get("up", 0.0) + 0.01 * run.seed}
+"""
+
+
+def test_runs_reused_from_an_earlier_session_keep_their_learning_curves(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_logged=LOGGED)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=4)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--reuse").assert_outcomes(passed=4)
+    with Store(pytester.path / ".ablation" / "results.sqlite", readonly=True) as store:
+        first, second = (s["session"] for s in store.sessions())
+        assert {r.source for r in store.runs(session=second)} == {"store"}
+        assert not (pytester.path / ".ablation" / "runs" / second).exists()  # nothing ran
+        for session in (first, second):
+            sections = session_sections(store, session, store.study_options(session))
+            [plots] = section_plots(store, session, sections).values()
+            [curve] = [p for p in plots if p.name == "learning-loss"]
+            assert [line.get_label() for line in curve.figure.axes[0].lines] == [
+                "a (n=2)", "b (n=2)"]
