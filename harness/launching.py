@@ -208,13 +208,15 @@ def _runs_of(item: pytest.Item, seed_offset: int) -> Iterator[tuple[Study, RunSp
 
 def pending_runs(items: list[pytest.Item], session: AblationSession) -> list[Pending]:
     """Runs the selected items need that this session lacks, after --reuse adopted what the
-    store has: those are submitted (skipped items need none)."""
+    store has: those are submitted (skipped items need none). Of an adaptive seed budget only
+    the first look's seeds: whether later looks run is decided from them, in the session."""
     found: dict[str, Pending] = {}
     for item in items:
         if item.get_closest_marker("skip"):
             continue
         for study, spec, nodeid in _runs_of(item, session.seed_offset):
-            if spec.key in found:
+            if spec.key in found or \
+                    spec.seed - session.seed_offset not in study.fixed_seeds_at(spec.tier):
                 continue
             fingerprint = session.fingerprint(study, spec)
             if session.coordinator.reuse:
@@ -291,7 +293,12 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         beat=_number(config, "ablation_lease_beat", float),
         stale_after=_number(config, "ablation_lease_stale", float))
     try:
-        jobs = controller.submit(names)
+        try:
+            jobs = controller.submit(names)
+        except Exception as exc:  # sbatch refused (partition, account, ...), no Ray there
+            pytest.exit(f"--ablation-launcher {name}: submitting {len(names)} runs failed: "
+                        f"{type(exc).__name__}: {exc}".strip(),
+                        returncode=pytest.ExitCode.USAGE_ERROR)
         report(f"ablation launcher {name}: submitted {len(jobs)} runs as jobs "
                f"{_span(list(jobs.values()))}; spool {controller.spool.folder}")
         if config.getoption("ablation_detach"):

@@ -32,7 +32,7 @@ toy = ablation(variants={"base": {}, "better": {"gain": 1.0}}, seeds=3,
 def event(run, what, **extra):
     with open(os.environ["TOY_LOG"], "a") as log:
         log.write(json.dumps({"run": run.id, "event": what, "job": os.environ.get(
-            "ABLATION_JOB_ID"), **extra}) + "\\n")
+            "ABLATION_JOB_ID"), "node": os.environ.get("SLURMD_NODENAME"), **extra}) + "\\n")
 
 
 @toy

@@ -1,4 +1,4 @@
-"""A throwaway single-node Slurm cluster (munged + slurmctld + slurmd) living in one temp dir.
+"""A throwaway Slurm cluster (munged + slurmctld + a slurmd per node) living in one temp dir.
 
 Why not the system's Slurm: tests must not touch /etc/slurm, /var/spool or /run, nor clash with
 a real cluster on the same host. So every path (key, sockets, state, spool, logs, pid files) is
@@ -33,11 +33,11 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={root}/munge.socket
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool-%n
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd-%n.pid
 SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
+SlurmdLogFile={root}/slurmd-%n.log
 PlugStackConfig={root}/plugstack.conf
 MailProg=/bin/true
 ProctrackType=proctrack/linuxproc
@@ -48,8 +48,8 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MinJobAge=4
 SlurmdParameters=config_overrides
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+{node_lines}
+PartitionName=debug Nodes={node_names} Default=YES MaxTime=INFINITE State=UP
 """
 
 
@@ -81,14 +81,17 @@ def _die_with_parent() -> None:
 
 
 class Cluster:
-    """One node `localhost` in partition `debug`; `env` is what clients need to reach it."""
+    """Node `localhost` (or nodes n1..nN, all on this host) in partition `debug`; `env` is
+    what clients need to reach it."""
 
-    def __init__(self, root: Path, cpus: int | None = None) -> None:
-        """`cpus`: what the node offers (default: the cores this process may use); more than
-        that runs more jobs at once (slurmd reports the configured count: config_overrides)."""
+    def __init__(self, root: Path, cpus: int | None = None, nodes: int = 1) -> None:
+        """`cpus`: what each node offers (default: the cores this process may use); more than
+        that runs more jobs at once (slurmd reports the configured count: config_overrides).
+        `nodes` > 1: nodes n1, n2, ..., one slurmd each on this host (own port, spool, log)."""
         self.root = root
         self.conf = root / "slurm.conf"
         self.cpus = cpus or len(os.sched_getaffinity(0))
+        self.nodes = ["localhost"] if nodes == 1 else [f"n{i}" for i in range(1, nodes + 1)]
         self.env = {"SLURM_CONF": str(self.conf)}
         self._procs: list[subprocess.Popen[bytes]] = []
 
@@ -108,38 +111,46 @@ class Cluster:
 
     def start(self, timeout: float = 20.0) -> None:
         """Write key and conf, start the three daemons, wait for the node to be idle."""
-        for sub in ("state", "spool"):
+        for sub in ("state", *(f"spool-{node}" for node in self.nodes)):
             (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.root / "plugstack.conf").touch()
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(128))
         key.chmod(0o400)
-        self.conf.write_text(CONF.format(root=self.root, cpus=self.cpus,
-                                         memory_mb=_memory_mb(), ctld_port=_free_port(),
-                                         slurmd_port=_free_port()))
+        memory = _memory_mb() // len(self.nodes)
+        lines = "\n".join(
+            f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={_free_port()} "
+            f"CPUs={self.cpus} RealMemory={memory} State=UNKNOWN" for node in self.nodes)
+        self.conf.write_text(CONF.format(root=self.root, node_lines=lines,
+                                         node_names=",".join(self.nodes),
+                                         ctld_port=_free_port(), slurmd_port=_free_port()))
         self._spawn("munged", "munged", "--foreground", "--force", f"--key-file={key}",
                     f"--socket={self.root}/munge.socket", f"--pid-file={self.root}/munged.pid",
                     f"--log-file={self.root}/munged.log", f"--seed-file={self.root}/munged.seed")
         self._spawn("slurmctld", "slurmctld", "-D", "-i", "-f", str(self.conf))
-        self._spawn("slurmd", "slurmd", "-D", "-N", "localhost", "-f", str(self.conf))
+        for node in self.nodes:
+            self._spawn(f"slurmd-{node}", "slurmd", "-D", "-N", node, "-f", str(self.conf))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self._procs):
                 break
-            if self.node_state() == "idle":
+            if self.node_state() == "idle":  # every node
                 return
             time.sleep(0.2)
         dead = [p.args[0] for p in self._procs if p.poll() is not None]
         why = (f"{', '.join(dead)} exited" if dead else
                f"node not idle within {timeout:.0f} s (state {self.node_state()!r})")
-        raise ClusterError(f"single-node Slurm did not start: {why}\n{self.log_tail()}")
+        raise ClusterError(f"the local Slurm did not start: {why}\n{self.log_tail()}")
 
     def node_state(self) -> str:
-        """`idle`, `down`, `unknown`, ... or "" while slurmctld does not answer."""
+        """`idle`, `down`, `unknown`, ... (of every node; `mixed` when they differ) or ""
+        while slurmctld does not answer."""
         with contextlib.suppress(subprocess.TimeoutExpired):
-            out = self.run("sinfo", "-h", "-N", "-n", "localhost", "-o", "%T", timeout=5)
+            out = self.run("sinfo", "-h", "-N", "-n", ",".join(self.nodes), "-o", "%T",
+                           timeout=5)
             if out.returncode == 0:
-                return out.stdout.strip().rstrip("*~#")
+                states = {line.strip().rstrip("*~#") for line in out.stdout.split()}
+                return states.pop() if len(states) == 1 else "mixed" if states else ""
         return ""
 
     def log_tail(self, lines: int = 8) -> str:

@@ -1,7 +1,8 @@
-"""--ablation-launcher slurm on a real Slurm (tests/slurm_cluster.py, one node offering 6 CPUs so
-six runs' jobs run at once): every run is its own job, computed once, ingested, and the
-verdicts equal a local run's; a cancelled job fails its run (job id, log tail) while the others
-finish, and a rerun completes it; a requeued job resumes from its checkpoint; detach + --reuse.
+"""--ablation-launcher slurm on a real Slurm (tests/slurm_cluster.py: two nodes, two slurmd on
+this host, offering 3 CPUs each, so six runs' jobs run at once): every run is its own job,
+computed once, ingested, and the verdicts equal a local run's; a cancelled job fails its run
+(job id, log tail) while the others finish, and a rerun completes it; a requeued job resumes
+from its checkpoint; detach + --reuse.
 
 Needs root, Debian's Slurm and submitit; skipped otherwise. Select with `-m slurm`.
 """
@@ -44,7 +45,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.skip(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
     if importlib.util.find_spec("submitit") is None:
         pytest.skip("submitit not installed: pip install 'pytest-ablation[slurm]'")
-    cluster = Cluster(tmp_path_factory.mktemp("slurm"), cpus=6)
+    cluster = Cluster(tmp_path_factory.mktemp("slurm"), cpus=3, nodes=2)
     try:
         cluster.start(timeout=30)
     except ClusterError as e:
@@ -73,6 +74,7 @@ def test_each_run_is_its_own_job_computed_once_and_verdicts_equal_local(
     jobs = {r[3] for r in runs}
     assert len(jobs) == 6 and all(re.fullmatch(r"slurm-\d+_\d", j) for j in jobs), jobs
     assert {e["job"] for e in events(log)} == jobs  # and it ran inside that job
+    assert {e["node"] for e in events(log)} == {"n1", "n2"}  # on both nodes
     assert verdicts == local  # same statuses, differences and p-values
 
 
@@ -128,6 +130,7 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_the_results_are_complete
     job = _job_of(project, SLOW)
     requeue = cluster.run("scontrol", "requeue", job)
     assert requeue.returncode == 0, requeue.stderr
+    _release(cluster, job)
     out, _ = controller.communicate(timeout=180)
     assert controller.returncode == 0, out + cluster.log_tail()
     assert "6 done, 0 failed" in out, out
@@ -138,6 +141,20 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_the_results_are_complete
     assert starts[0]["job"] == starts[1]["job"] == f"slurm-{job}"  # the same job, requeued
     runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
     assert [r[2] for r in runs] == ["done"] * 6 and verdicts == local
+
+
+def _release(cluster: Cluster, job: str, timeout: float = 60) -> None:
+    """Slurm holds a requeued job back ~2 minutes (reason BeginTime): start it now instead,
+    once it is back in the queue (an update before that has no effect)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reason = cluster.run("squeue", "-h", "-j", job, "-o", "%r").stdout.strip()
+        if reason == "BeginTime":
+            assert cluster.run("scontrol", "update", f"JobId={job}",
+                               "StartTime=now").returncode == 0
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} never came back to the queue after its requeue")
 
 
 def test_detach_then_reuse_collects_the_jobs_and_decides(
@@ -159,3 +176,13 @@ def test_detach_then_reuse_collects_the_jobs_and_decides(
     assert computed(project / "toy.log") == {run: 1 for run in RUNS}
     runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
     assert verdicts == local and [r[2] for r in runs] == ["done"] * 6
+
+
+def test_a_submission_that_slurm_refuses_is_a_usage_error_naming_why(
+        cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    out = run_pytest(project, environment(project / "toy.log", cluster.env),
+                     "--ablation-launcher", "slurm", "-o", "ablation_slurm_partition=nope")
+    assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
+    assert "--ablation-launcher slurm: submitting 6 runs failed" in out.stdout + out.stderr
+    assert "invalid partition" in (out.stdout + out.stderr).lower()
