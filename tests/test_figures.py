@@ -64,7 +64,7 @@ def test_verdict_plot_has_a_row_per_claim_coloured_by_its_verdict() -> None:
 
 
 def test_paired_plot_draws_one_line_per_seed_and_the_means() -> None:
-    pairing = Pairing("combined >= ctc_only", "majmin", "combined", "ctc_only",
+    pairing = Pairing("combined >= ctc_only", "majmin", "combined", "ctc_only", ">=", 0.01,
                       {0: (0.9, 0.8), 1: (0.92, 0.85), 2: (0.8, 0.82)})
     figure = figures.paired_plot([pairing, pairing], "paired seeds")
     ax = figure.axes[0]
@@ -74,8 +74,9 @@ def test_paired_plot_draws_one_line_per_seed_and_the_means() -> None:
     seed_lines = ax.lines[:3]
     assert [tuple(line.get_ydata()) for line in seed_lines] == [(0.9, 0.8), (0.92, 0.85),
                                                                 (0.8, 0.82)]
-    # the seed where b won is drawn in another colour than those where a won
-    assert seed_lines[0].get_color() == seed_lines[1].get_color() != seed_lines[2].get_color()
+    # the seed whose difference lies beyond the margin's boundary (-0.02 < -0.01) is red
+    colours = [line.get_color() for line in seed_lines]
+    assert colours == [figures.AGREES, figures.AGREES, figures.DISAGREES]
     assert ax.lines[3].get_ydata() == pytest.approx([np.mean([0.9, 0.92, 0.8]),
                                                      np.mean([0.8, 0.85, 0.82])])
 
@@ -115,6 +116,14 @@ def test_sweep_plot_of_categories_has_error_bars_and_no_line_between_them() -> N
     assert len(ax.containers) == 2
     kmer_points = ax.containers[1].lines[0]
     assert len(kmer_points.get_xdata()) == 2 and kmer_points.get_linestyle() == "None"
+
+
+@pytest.mark.parametrize(("op", "margin", "a", "b", "agrees"), [
+    (">=", 0.01, 0.8, 0.805, True), (">=", 0.01, 0.8, 0.82, False), (">", 0.0, 0.8, 0.8, False),
+    ("<", 0.0, 0.5, 0.6, True), ("<=", 0.05, 0.6, 0.56, True), ("==", 0.02, 0.5, 0.51, True),
+    ("==", 0.02, 0.5, 0.55, False)])
+def test_a_seed_agrees_with_a_claim_where_its_difference_holds(op, margin, a, b, agrees):
+    assert Pairing("", "m", "a", "b", op, margin, {}).agrees(a, b) is agrees
 
 
 def test_ema_smooths_without_pulling_the_start_to_zero() -> None:

@@ -157,25 +157,36 @@ def verdict_plot(claims: Sequence[Interval], title: str) -> Figure:
 
 @dataclass(frozen=True)
 class Pairing:
-    """The seeds of one claim: seed -> (value of a, value of b)."""
+    """The seeds of one claim `a op b` (with its margin): seed -> (value of a, value of b)."""
 
     claim: str
     metric: str
     a: str
     b: str
+    op: str
+    margin: float
     values: Mapping[int, tuple[float, float]]
+
+    def agrees(self, a: float, b: float) -> bool:
+        """Whether one seed's difference lies where the claim holds."""
+        start, end = _holds(self.op, self.margin)
+        return start <= a - b <= end if self.op in (">=", "<=", "==") else start < a - b < end
+
+
+AGREES, DISAGREES = "#4c72b0", "#c44e52"
 
 
 def paired_plot(pairings: Sequence[Pairing], title: str) -> Figure:
-    """A panel per claim: a line per seed from a's value to b's, coloured by which side won;
-    the means as black diamonds. Parallel lines are what makes a paired test powerful."""
+    """A panel per claim: a line per seed from a's value to b's, blue where that seed's
+    difference lies where the claim holds, red where it does not; the means as black
+    diamonds. Parallel lines are what makes a paired test powerful."""
     columns = min(3, len(pairings))
     rows = math.ceil(len(pairings) / columns)
     figure = _figure(WIDTH, 0.8 + 2.4 * rows, left=0.75, top=0.75, wspace=0.45)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, pairing in zip(axes, pairings, strict=False):
         for seed, (a, b) in sorted(pairing.values.items()):
-            colour = "#4c72b0" if a > b else "#c44e52" if a < b else "#8c8c8c"
+            colour = AGREES if pairing.agrees(a, b) else DISAGREES
             ax.plot([0, 1], [a, b], marker="o", color=colour, alpha=0.75, label=f"seed {seed}")
         if pairing.values:
             a_mean = statistics.fmean(a for a, _ in pairing.values.values())
@@ -338,7 +349,7 @@ def band(label: str, runs: Sequence[tuple[Sequence[float], Sequence[float]]],
 def learning_plot(key: str, bands: Sequence[Band], title: str, smoothing: float = 0.0) -> Figure:
     """A logged series against the step, a line and band per variant; the right panel zooms
     on the last quarter of the steps, where variants that end close apart differ."""
-    figure = _figure(WIDTH, 3.2)
+    figure = _figure(WIDTH, 3.4, top=0.65)
     full, zoom = figure.subplots(1, 2, width_ratios=[3, 2])
     last = max(b.steps[-1] for b in bands)
     first = min(b.steps[0] for b in bands)

@@ -159,7 +159,7 @@ def _paired(hypotheses: Sequence[Mapping[str, Any]], runs: Sequence[Any]) -> Plo
                 bad += 1
         if bad:
             notes.append(f"{a} {op} {b}: {bad} seed(s) with a non-finite {metric} left out")
-        pairings.append(figures.Pairing(f"{a} {op} {b}", metric, a, b, values))
+        pairings.append(figures.Pairing(f"{a} {op} {b}", metric, a, b, op, _margin(v), values))
     if not pairings:
         return None
     if max(len(p.values) for p in pairings) < 2:
