@@ -42,7 +42,8 @@ def test_verdict_plot_has_a_row_per_claim_coloured_by_its_verdict() -> None:
                        0.08, 0.07, 0.09),
               Interval("ar_only > ctc_only", "joint/majmin", ">", 0.0, "contradicted",
                        -0.2, -0.25, -0.15),
-              Interval("a == b", "loss", "==", 0.05, "inconclusive", 0.01, -0.08, 0.1),
+              Interval("a == b", "loss", "==", 0.05, "inconclusive", 0.01, -0.08, 0.1,
+                       "look 3/3, 9 seeds"),
               Interval("c > d", "loss", ">", 0.0, "error", None, None, None)]
     figure = figures.verdict_plot(claims, "hypotheses")
     axes = figure.axes
@@ -58,6 +59,7 @@ def test_verdict_plot_has_a_row_per_claim_coloured_by_its_verdict() -> None:
     assert segments[0][:, 0] == pytest.approx([0.07, 0.09])
     dashed = [line.get_xdata()[0] for line in first.lines if line.get_linestyle() == "--"]
     assert dashed == [pytest.approx(-0.01)]
+    assert "look 3/3, 9 seeds" in [t.get_text() for t in axes[2].texts]  # an adaptive budget's
     equivalence = [line.get_xdata()[0] for line in axes[2].lines if line.get_linestyle() == "--"]
     assert sorted(equivalence) == pytest.approx([-0.05, 0.05])
     assert "not decided" in " ".join(_texts(axes[3].figure))

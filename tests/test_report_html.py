@@ -297,3 +297,34 @@ def test_runs_reused_from_an_earlier_session_keep_their_learning_curves(
             [curve] = [p for p in plots if p.name == "learning-loss"]
             assert [line.get_label() for line in curve.figure.axes[0].lines] == [
                 "a (n=2)", "b (n=2)"]
+
+
+ADAPTIVE = """
+from harness import ablation
+
+study = ablation(variants={"a": {}, "b": {"up": 1.0}}, seeds={"min": 3, "max": 9, "batch": 3})
+
+
+@study
+def test_adaptive(run):
+    noise = 0.01 * ((7 * run.seed + 3 * (run.variant == "b")) % 5)  # differs per run
+    return {"acc": 0.5 + run.config.get("up", 0.0) + noise}
+
+
+study.expect("b > a", metric="acc")
+"""
+
+
+def test_an_adaptive_claim_shows_the_look_that_decided_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_adaptive=ADAPTIVE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=7, skipped=12)  # 6 runs and the claim; 12 runs not needed
+    with Store(pytester.path / ".ablation" / "results.sqlite", readonly=True) as store:
+        session = store.latest_session()
+        sections = session_sections(store, session, store.study_options(session))
+        [plots] = section_plots(store, session, sections).values()
+    verdicts = next(p for p in plots if p.name == "verdicts").figure
+    texts = [t.get_text() for t in verdicts.axes[0].texts]
+    assert "supported" in texts and "look 1/3, 3 seeds" in texts
+    paired = next(p for p in plots if p.name == "paired-seeds").figure
+    assert len(paired.axes[0].lines) == 3 + 1  # the seeds that ran, and the means

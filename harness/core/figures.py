@@ -96,6 +96,7 @@ class Interval:
     diff: float | None
     lo: float | None
     hi: float | None
+    note: str = ""  # shown under the verdict, e.g. the look of an adaptive seed budget
 
 
 def boundaries(op: str, margin: float) -> list[float]:
@@ -146,8 +147,12 @@ def verdict_plot(claims: Sequence[Interval], title: str) -> Figure:
         start, end = _holds(claim.op, claim.margin)
         ax.axvspan(max(start, low - pad), min(end, high + pad), color=VERDICT_COLOURS[
             "supported"], alpha=0.08, linewidth=0)
-        ax.text(1.0, 0.5, claim.status, transform=ax.transAxes, ha="left", va="center",
-                color=colour, fontweight="bold", clip_on=False)
+        ax.text(1.0, 0.5, claim.status, transform=ax.transAxes, ha="left",
+                va="bottom" if claim.note else "center", color=colour, fontweight="bold",
+                clip_on=False)
+        if claim.note:
+            ax.text(1.0, 0.45, claim.note, transform=ax.transAxes, ha="left", va="top",
+                    color="#444444", fontsize=7, clip_on=False)
     axes[-1].set_xlabel("a − b: mean paired difference and its CI")
     figure.suptitle(title)
     return figure

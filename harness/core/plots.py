@@ -95,9 +95,11 @@ def _interval(verdict: Mapping[str, Any], label: str) -> figures.Interval | None
     sides = claim_sides(verdict)
     if sides is None:
         return None
+    look = (verdict.get("detail") or {}).get("adaptive")
+    note = f"look {look['look']}/{look['looks']}, {look['seeds']} seeds" if look else ""
     return figures.Interval(label or f"{sides[0]} {sides[1]} {sides[2]}", verdict["metric"] or "",
                             sides[1], _margin(verdict), verdict["status"] or "error",
-                            verdict["diff"], verdict["ci_lo"], verdict["ci_hi"])
+                            verdict["diff"], verdict["ci_lo"], verdict["ci_hi"], note)
 
 
 def _setting_plots(section: Section, runs: Sequence[Any], logs: RunLogs,
