@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness.core.store import Store
 from harness.core.study import RunSpec, Study
 from harness.items import (
     RUN_ARG,
@@ -31,7 +32,7 @@ from harness.items import (
     KnobClaimItem,
 )
 from harness.launch.controller import Controller, Launcher, Pending
-from harness.launch.jobs import JOB_ENV, Ticket
+from harness.launch.jobs import JOB_ENV, StageGate, Ticket
 from harness.session import AblationSession
 from harness.tracking import group_job
 
@@ -81,9 +82,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class JobIdentity:
     """Who a launched job's pytest session is: the controller's session, its own job id."""
 
-    session: str
+    ticket: Ticket
     worker: str
-    data_dir: Path
+
+    @property
+    def session(self) -> str:
+        return self.ticket.session
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.ticket.data_dir)
+
+    def stage_gate(self, store: Store) -> StageGate:
+        return StageGate(self.ticket, store, self.worker)
 
 
 def job_identity(config: pytest.Config) -> JobIdentity | None:
@@ -91,9 +102,7 @@ def job_identity(config: pytest.Config) -> JobIdentity | None:
     path = config.getoption("ablation_job", None)
     if not path:
         return None
-    ticket = Ticket.read(path)
-    return JobIdentity(ticket.session, os.environ.get(JOB_ENV, f"pid-{os.getpid()}"),
-                       Path(ticket.data_dir))
+    return JobIdentity(Ticket.read(path), os.environ.get(JOB_ENV, f"pid-{os.getpid()}"))
 
 
 def _launcher_name(config: pytest.Config) -> str:
@@ -245,6 +254,8 @@ def _job_args(config: pytest.Config) -> list[str]:
         args += ["--torch-threads", str(option.torch_threads)]
     if config.stash[SESSION_KEY].tracker.enabled:
         args += ["--wandb", "--wandb-project", config.stash[SESSION_KEY].tracker.project]
+    if config.pluginmanager.hasplugin("xdist"):
+        args += ["-n", "0"]  # one run: no workers, whatever the ini's addopts say
     invocation = list(config.invocation_params.args)
     for flag, value in itertools.pairwise(invocation):
         if flag == "-p" and value not in ("xdist", "no:cacheprovider"):

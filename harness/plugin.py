@@ -180,6 +180,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                                job.worker if job else None),
                               progress=_progress(config), data_dir=data_dir)
     config.stash[SESSION_KEY] = session
+    if job is not None:
+        session.stage_gate = job.stage_gate(session.store)
     if _is_worker(config):
         session.opening = config.workerinput["ablation_opening"]  # type: ignore[attr-defined]
         named = config.workerinput["ablation_baseline"]  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ whichever process asks for it first.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -17,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,10 @@ class AblationSession:
         self._frames: list[Frame] = []  # the computations in progress, innermost last
         self.store_errors: list[str] = []  # the store failed: the session reports and stops
         self.baseline: Baseline | None = None  # what the guards compare with
+        # in a launched job, how stages are shared with the session's other jobs
+        # (harness.launch.jobs.StageGate); elsewhere the store alone does it
+        self.stage_gate: Callable[[stages.StageSpec, str], AbstractContextManager[None]] = \
+            lambda spec, fingerprint: contextlib.nullcontext()
 
     def begin(self, argv: list[str]) -> None:
         """Note the session's start (the controller's). The store records it when a study is
@@ -274,7 +280,8 @@ class AblationSession:
             return Computed({}, artifact=str(folder.relative_to(self.data_dir)))
 
         started = time.perf_counter()
-        record = self._obtain(study, spec, body, finish, None)
+        with self.stage_gate(spec, self.fingerprint(study, spec)):
+            record = self._obtain(study, spec, body, finish, None)
         if self._frames:  # the run (or stage) that asked: its time excludes this one's
             if not self._frames[-1].init:  # a model built inside the stage is the run's init
                 self._frames[-1].init.update(record.init)

@@ -1,6 +1,7 @@
 """A toy study for the launcher tests (tests/test_launch*.py) and benchmarks/launcher_overhead.py.
 
-Every run appends `start` (with the step it resumes from) and `done` events to TOY_LOG, so a test
+Every run appends `start` (with the step it resumes from) and `done` events to TOY_LOG, and the
+stage both variants of a seed share a `stage` event (it takes TOY_STAGE_DELAY s), so a test
 counts computations; TOY_SLOW names runs that train TOY_STEPS steps of TOY_DELAY seconds each,
 checkpointing every step, so a test can kill or requeue them mid-run.
 """
@@ -35,8 +36,15 @@ def event(run, what, **extra):
             "ABLATION_JOB_ID"), "node": os.environ.get("SLURMD_NODENAME"), **extra}) + "\\n")
 
 
+def prep(run):
+    event(run, "stage", seed=run.seed)
+    time.sleep(float(os.environ.get("TOY_STAGE_DELAY", "0")))
+    return {"offset": 0.0}
+
+
 @toy
 def test_toy(run):
+    shared = run.stage("prep", lambda: prep(run), only=["noise"])  # both variants of a seed
     slow = run.id in os.environ.get("TOY_SLOW", "").split(",")
     step = int(run.checkpoint.read_text()) if run.checkpoint.exists() else 0
     event(run, "start", step=step)
@@ -48,7 +56,8 @@ def test_toy(run):
         os.replace(tmp, run.checkpoint)
     event(run, "done", step=step)
     rng = random.Random(f"{run.variant}/{run.seed}")
-    return {"acc": run.config.get("gain", 0.0) + rng.gauss(0, run.config["noise"])}
+    return {"acc": run.config.get("gain", 0.0) + rng.gauss(0, run.config["noise"])
+            + shared["offset"]}
 
 
 toy.expect("better > base", metric="acc")
@@ -94,6 +103,11 @@ def events(log: Path) -> list[dict]:
 def computed(log: Path) -> Counter:
     """Run id -> how many times its body finished."""
     return Counter(e["run"] for e in events(log) if e["event"] == "done")
+
+
+def stage_computed(log: Path) -> Counter:
+    """Seed -> how many times the shared stage of that seed was computed."""
+    return Counter(e["seed"] for e in events(log) if e["event"] == "stage")
 
 
 def store_rows(store: Path, session: str | None = None) -> tuple[list[tuple], list[tuple]]:

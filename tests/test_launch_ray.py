@@ -22,6 +22,7 @@ from tests.launch_project import (
     local_verdicts,
     make_project,
     run_pytest,
+    stage_computed,
     store_rows,
 )
 from tests.ray_cluster import RayCluster
@@ -35,7 +36,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray not installed: pip install 'pytest-ablation[ray]'")
     log = tmp_path_factory.mktemp("ray-project") / "project" / "toy.log"
-    cluster = RayCluster(environment(log))
+    cluster = RayCluster(environment(log, {"TOY_STAGE_DELAY": "1"}))
     try:
         cluster.start()
     except RuntimeError as exc:
@@ -54,6 +55,7 @@ def test_each_run_is_a_ray_task_computed_once_and_verdicts_equal_local(
     assert out.returncode == 0, out.stdout + out.stderr
     assert "6 done, 0 failed" in out.stdout and "7 passed" in out.stdout, out.stdout
     assert computed(log) == {run: 1 for run in RUNS}
+    assert stage_computed(log) == {0: 1, 1: 1, 2: 1}  # a stage two tasks share: once
     runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
     jobs = {r[3] for r in runs}
     assert [r[2] for r in runs] == ["done"] * 6

@@ -28,6 +28,7 @@ from tests.launch_project import (
     make_project,
     pytest_command,
     run_pytest,
+    stage_computed,
     store_rows,
 )
 from tests.slurm_cluster import INSTALL_HINT, Cluster, ClusterError, missing_programs
@@ -64,11 +65,13 @@ def test_each_run_is_its_own_job_computed_once_and_verdicts_equal_local(
         cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
     project = make_project(tmp_path / "project")
     log = project / "toy.log"
-    out = run_pytest(project, environment(log, cluster.env), "--ablation-launcher", "slurm")
+    out = run_pytest(project, environment(log, {**cluster.env, "TOY_STAGE_DELAY": "1"}),
+                     "--ablation-launcher", "slurm")
     assert out.returncode == 0, out.stdout + out.stderr + cluster.log_tail()
     assert "6 submitted" in out.stdout and "6 done, 0 failed" in out.stdout, out.stdout
     assert "7 passed" in out.stdout, out.stdout
     assert computed(log) == {run: 1 for run in RUNS}  # each body ran once
+    assert stage_computed(log) == {0: 1, 1: 1, 2: 1}  # a stage two jobs share: once
     runs, verdicts = store_rows(project / ".ablation" / "results.sqlite")
     assert [r[2] for r in runs] == ["done"] * 6
     jobs = {r[3] for r in runs}

@@ -11,18 +11,21 @@ one JSON file; the controller ingests them into the shared store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.store import RunRecord, Store
-from harness.launch.spool import Lease, Spool, read_json
+from harness.core.store import RunRecord, SpecLike, Store
+from harness.launch.spool import Lease, Spool, entry_name, read_json
 
 JOB_ENV = "ABLATION_JOB_ID"  # the job id, handed to the job's pytest (its rows' worker)
 GROUP_ENV = "ABLATION_GROUP_JOB"  # the controller's W&B group suffix (harness.tracking)
@@ -99,7 +102,7 @@ def _pytest(ticket: Ticket, path: str, store: Path, job: str) -> int:
     log = ticket.spool_dir.path("logs", ticket.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [ticket.python, "-m", "pytest", ticket.nodeid, "-p", "no:cacheprovider",
-               "-p", "no:xdist", "--ablation-store", str(store), "--ablation-job", path,
+               "--ablation-store", str(store), "--ablation-job", path,
                "--no-ablation-tables", "--ablation-progress", "off", *ticket.args]
     env = {**os.environ, JOB_ENV: job, GROUP_ENV: ticket.group}
     with open(log, "a") as out:
@@ -138,6 +141,48 @@ def export(ticket: Ticket, store_path: Path, job: str, code: int) -> dict[str, A
                                   f"({spool.path('logs', ticket.name)}):\n"
                                   f"{spool.log_tail(ticket.name)}")
     return result
+
+
+class StageGate:
+    """A stage that several runs share is computed once per session, also when their jobs run
+    at once on other hosts: in a job, a stage another job published is taken from the spool;
+    one that another job computes now (it holds the stage's lease) is waited for; one
+    computed here is published for the others (its value is in the shared stages/ folder)."""
+
+    def __init__(self, ticket: Ticket, store: Store, job: str, poll: float = 0.5) -> None:
+        self.spool, self.store, self.session = ticket.spool_dir, store, ticket.session
+        self.job, self.poll = job, poll
+        self.beat, self.stale_after = ticket.beat, ticket.stale_after
+
+    def _take(self, name: str, fingerprint: str) -> bool:
+        """Adopt the published stage row into the job's store; whether there was one."""
+        row = self.spool.read("stages", name)
+        if row is None or row["fingerprint"] != fingerprint:
+            return False
+        self.store.ingest(self.session, row)
+        return True
+
+    @contextlib.contextmanager
+    def __call__(self, spec: SpecLike, fingerprint: str) -> Iterator[None]:
+        name = entry_name(spec.key, spec.id)
+        lease = None
+        while not self._take(name, fingerprint):
+            lease = Lease(self.spool.path("leases", f"stage-{name}"), self.job, beat=self.beat,
+                          stale_after=self.stale_after)
+            if lease.acquire() is None:
+                if not self._take(name, fingerprint):  # published just before we took it
+                    break
+                lease.release()
+            lease = None
+            time.sleep(self.poll)
+        try:
+            yield
+        finally:
+            if lease is not None:
+                row = self.store.get(self.session, spec)
+                if row is not None and row.status == "done":
+                    self.spool.write("stages", name, dataclasses.asdict(row))
+                lease.release()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ here, atomically (temp file + rename), and the controller ingests it. Layout, pe
                                results/<name>.json   the finished row(s), written once
                                ingested/<name>.json  a result after the controller stored it
                                logs/<name>.log       the job's pytest output (appended on requeue)
+                               stages/<name>.json    a stage's row, computed by one job for all
 
 Exactly once across hosts: a job computes a run only while it holds the run's lease, a file
 created with link() (atomic, also on NFS) and refreshed by a heartbeat thread; a lease whose
@@ -34,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import paths
-
-KINDS = ("tickets", "jobs", "leases", "results", "ingested", "logs")
 
 
 def write_json(path: Path, value: Any) -> None:
