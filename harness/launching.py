@@ -14,7 +14,7 @@ import itertools
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,25 +215,76 @@ def _runs_of(item: pytest.Item, seed_offset: int) -> Iterator[tuple[Study, RunSp
             yield study, run, f"{parent.parent.nodeid}::{function}[{run.id}]"
 
 
-def pending_runs(items: list[pytest.Item], session: AblationSession) -> list[Pending]:
-    """Runs the selected items need that this session lacks, after --reuse adopted what the
-    store has: those are submitted (skipped items need none). Of an adaptive seed budget only
-    the first look's seeds: whether later looks run is decided from them, in the session."""
+Settings = dict[tuple[str, str, Any], tuple[Study, str]]  # adaptive ones: study, item prefix
+
+
+def _lacks(session: AblationSession, study: Study, spec: RunSpec) -> bool:
+    """Whether the session lacks the run, after --reuse adopted what the store has."""
+    if session.coordinator.reuse:
+        session.coordinator.adopt_stored(spec, session.fingerprint(study, spec),
+                                         session.why_stale(study, spec))
+    return session.store.get(session.session_id, spec) is None
+
+
+def pending_runs(items: list[pytest.Item], session: AblationSession
+                 ) -> tuple[list[Pending], Settings]:
+    """Runs the selected items need that this session lacks: those are submitted (skipped
+    items need none). Of an adaptive seed budget only the first look's seeds (`next_look`
+    finds the later looks' from them), and its settings are returned too."""
     found: dict[str, Pending] = {}
+    adaptive: Settings = {}
     for item in items:
         if item.get_closest_marker("skip"):
             continue
         for study, spec, nodeid in _runs_of(item, session.seed_offset):
+            if study.budget_at(spec.tier) is not None:
+                adaptive[(study.name or "", spec.tier, spec.knobs)] = (
+                    study, nodeid.rpartition("[")[0])
             if spec.key in found or \
                     spec.seed - session.seed_offset not in study.fixed_seeds_at(spec.tier):
                 continue
-            fingerprint = session.fingerprint(study, spec)
-            if session.coordinator.reuse:
-                session.coordinator.adopt_stored(spec, fingerprint,
-                                                 session.why_stale(study, spec))
-            if session.store.get(session.session_id, spec) is None:
-                found[spec.key] = Pending(spec, nodeid, fingerprint)
-    return list(found.values())
+            if _lacks(session, study, spec):
+                found[spec.key] = Pending(spec, nodeid, session.fingerprint(study, spec))
+    return list(found.values()), adaptive
+
+
+class _Missing(Exception):
+    """The runs a look needs that the session lacks: where a walk of the looks stops."""
+
+    def __init__(self, specs: list[RunSpec]) -> None:
+        super().__init__(f"{len(specs)} runs missing")
+        self.specs = specs
+
+
+def next_look(adaptive: Settings, session: AblationSession) -> list[Pending]:
+    """The runs of the next look of each adaptive setting that the runs so far leave
+    undecided: the looks are walked as the hypothesis items will walk them (the stopping rule
+    of harness.core.verdicts), so the jobs compute what the session would, no more."""
+    from harness.core.verdicts import stopping_look
+
+    found = []
+    for (_, tier, knobs), (study, prefix) in adaptive.items():
+        variants = study.hypothesis_variants()
+
+        def obtain(seeds: Sequence[int], study: Study = study, tier: str = tier,
+                   knobs: Any = knobs, variants: list[str] = variants) -> dict:
+            specs = [study.spec(tier, knobs, v, s) for v in variants for s in seeds]
+            missing = [spec for spec in specs if _lacks(session, study, spec)]
+            if missing:
+                raise _Missing(missing)
+            runs = {}
+            for spec in specs:
+                row = session.store.get(session.session_id, spec)
+                runs[spec.variant, spec.seed] = row.metrics if row and row.status == "done" \
+                    else "the run failed"
+            return runs
+
+        try:
+            stopping_look(study, tier, session.seeds(study, tier), obtain)
+        except _Missing as missing:
+            found += [Pending(spec, f"{prefix}[{spec.id}]", session.fingerprint(study, spec))
+                      for spec in missing.specs]
+    return found
 
 
 def _job_args(config: pytest.Config) -> list[str]:
@@ -286,7 +337,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     controller = Controller(state.store, spool, state.session_id, launcher, report=report,
                             poll=_number(config, "ablation_launch_poll", float))
     still = controller.earlier(_alive) if state.store.exists() else []
-    pending = pending_runs(session.items, state)
+    pending, adaptive = pending_runs(session.items, state)
     if still:
         report(f"ablation launcher: {len(still)} runs of earlier sessions are still queued "
                f"or running as jobs:")
@@ -298,27 +349,38 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                         returncode=pytest.ExitCode.INTERRUPTED)
     if launcher is None or not pending:
         return
+    try:
+        while pending:  # one wave, then (adaptive budgets) each further look that is needed
+            jobs = _submit(config, controller, pending)
+            if config.getoption("ablation_detach"):
+                pytest.exit(f"detached: {len(jobs)} runs submitted; `pytest <same arguments> "
+                            "--reuse` collects them and decides the hypotheses when all are "
+                            "in", returncode=pytest.ExitCode.OK)
+            controller.wait(jobs)
+            pending = next_look(adaptive, state)
+    finally:
+        launcher.close()
+
+
+def _submit(config: pytest.Config, controller: Controller, pending: list[Pending]
+            ) -> dict[str, str]:
+    """Tickets for `pending`, submitted; name -> job id. A refused submission ends the
+    session with the engine's reason."""
+    state = config.stash[SESSION_KEY]
     names = controller.tickets(
         pending, rootdir=str(config.rootpath), data_dir=str(state.data_dir),
         python=sys.executable, args=_job_args(config), group=group_job(state.session_id) or "",
         beat=_number(config, "ablation_lease_beat", float),
         stale_after=_number(config, "ablation_lease_stale", float))
+    name = _launcher_name(config)
     try:
-        try:
-            jobs = controller.submit(names)
-        except Exception as exc:  # sbatch refused (partition, account, ...), no Ray there
-            pytest.exit(f"--ablation-launcher {name}: submitting {len(names)} runs failed: "
-                        f"{type(exc).__name__}: {exc}".strip(),
-                        returncode=pytest.ExitCode.USAGE_ERROR)
-        report(f"ablation launcher {name}: submitted {len(jobs)} runs as jobs "
-               f"{_span(list(jobs.values()))}; spool {controller.spool.folder}")
-        if config.getoption("ablation_detach"):
-            pytest.exit(f"detached: {len(jobs)} runs submitted; `pytest <same arguments> "
-                        "--reuse` collects them and decides the hypotheses when all are in",
-                        returncode=pytest.ExitCode.OK)
-        controller.wait(jobs)
-    finally:
-        launcher.close()
+        jobs = controller.submit(names)
+    except Exception as exc:  # sbatch refused (partition, account, ...), no Ray there
+        pytest.exit(f"--ablation-launcher {name}: submitting {len(names)} runs failed: "
+                    f"{type(exc).__name__}: {exc}".strip(), returncode=pytest.ExitCode.USAGE_ERROR)
+    _report(config)(f"ablation launcher {name}: submitted {len(jobs)} runs as jobs "
+                    f"{_span(list(jobs.values()))}; spool {controller.spool.folder}")
+    return jobs
 
 
 def _span(jobs: list[str]) -> str:

@@ -66,10 +66,13 @@ toy.expect("better > base", metric="acc")
 RUNS = [f"synthetic-noise=0.1-{v}-seed{s}" for v in ("base", "better") for s in range(3)]
 
 
-def make_project(root: Path) -> Path:
-    """A user's checkout holding the toy study (its own rootdir and ini)."""
+def make_project(root: Path, seeds: str = "3", noise: str = "0.1") -> Path:
+    """A user's checkout holding the toy study (its own rootdir and ini); `seeds` and `noise`
+    as written in the study (an adaptive budget: `{"min": 2, "max": 6, "batch": 2}`)."""
     (root / "ablation_tests").mkdir(parents=True)
-    (root / "ablation_tests" / "test_toy.py").write_text(textwrap.dedent(TOY))
+    study = TOY.replace("seeds=3", f"seeds={seeds}").replace('"noise": [0.1]',
+                                                            f'"noise": [{noise}]')
+    (root / "ablation_tests" / "test_toy.py").write_text(textwrap.dedent(study))
     (root / "pytest.ini").write_text("[pytest]\nablation_launch_poll = 0.3\n"
                                      "ablation_lease_beat = 1\nablation_lease_stale = 10\n")
     return root
@@ -124,9 +127,10 @@ def store_rows(store: Path, session: str | None = None) -> tuple[list[tuple], li
     return runs, verdicts
 
 
-def local_verdicts(folder: Path) -> list[tuple]:
-    """The toy study's verdicts from an ordinary local session (what a launcher must equal)."""
-    project = make_project(folder / "project")
+def local_verdicts(folder: Path, **study: str) -> list[tuple]:
+    """The toy study's verdicts from an ordinary local session (what a launcher must equal);
+    `study`: make_project's seeds and noise."""
+    project = make_project(folder / "project", **study)
     out = run_pytest(project, environment(project / "toy.log"))
     assert out.returncode == 0, out.stdout + out.stderr
     return store_rows(project / ".ablation" / "results.sqlite")[1]

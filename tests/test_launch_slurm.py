@@ -189,3 +189,21 @@ def test_a_submission_that_slurm_refuses_is_a_usage_error_naming_why(
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
     assert "--ablation-launcher slurm: submitting 6 runs failed" in out.stdout + out.stderr
     assert "invalid partition" in (out.stdout + out.stderr).lower()
+
+
+ADAPTIVE = {"seeds": '{"min": 2, "max": 6, "batch": 2}', "noise": "0.5"}  # settled at look 2
+
+
+def test_an_adaptive_budget_submits_each_needed_look_as_a_wave_and_no_more(
+        cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", **ADAPTIVE)
+    log = project / "toy.log"
+    out = run_pytest(project, environment(log, cluster.env), "--ablation-launcher", "slurm")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("submitted 4 runs as jobs") == 2, out.stdout  # looks 1 and 2
+    assert "SUPPORTED (look 2/3, 4 seeds)" in out.stdout, out.stdout
+    assert set(computed(log)) == {f"synthetic-noise=0.5-{v}-seed{s}" for v in ("base", "better")
+                                  for s in range(4)}  # seeds 4, 5 not needed: not run
+    assert all(e["job"] for e in events(log))  # every run in a job, none in the session
+    assert store_rows(project / ".ablation" / "results.sqlite")[1] == local_verdicts(
+        tmp_path / "local", **ADAPTIVE)
