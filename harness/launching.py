@@ -337,6 +337,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     controller = Controller(state.store, spool, state.session_id, launcher, report=report,
                             poll=_number(config, "ablation_launch_poll", float))
     still = controller.earlier(_alive) if state.store.exists() else []
+    if launcher is None and not still:
+        return
     pending, adaptive = pending_runs(session.items, state)
     if still:
         report(f"ablation launcher: {len(still)} runs of earlier sessions are still queued "

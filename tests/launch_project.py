@@ -3,7 +3,8 @@
 Every run appends `start` (with the step it resumes from) and `done` events to TOY_LOG, and the
 stage both variants of a seed share a `stage` event (it takes TOY_STAGE_DELAY s), so a test
 counts computations; TOY_SLOW names runs that train TOY_STEPS steps of TOY_DELAY seconds each,
-checkpointing every step, so a test can kill or requeue them mid-run.
+checkpointing every step, so a test can kill or requeue them mid-run; TOY_FAIL names runs
+whose body raises.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def test_toy(run):
     slow = run.id in os.environ.get("TOY_SLOW", "").split(",")
     step = int(run.checkpoint.read_text()) if run.checkpoint.exists() else 0
     event(run, "start", step=step)
+    if run.id in os.environ.get("TOY_FAIL", "").split(","):
+        raise RuntimeError("the toy body failed")
     while slow and step < int(os.environ.get("TOY_STEPS", "8")):
         time.sleep(float(os.environ.get("TOY_DELAY", "1")))
         step += 1

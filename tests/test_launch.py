@@ -109,21 +109,26 @@ def test_a_result_made_from_other_code_fails_its_run(tmp_path: Path) -> None:
     assert row.status == "failed" and "submitted as f0" in (row.error or "")
 
 
+def _toy_ticket(project: Path, variant: str, seed: int) -> tuple[Spool, list[str]]:
+    """A ticket for one run of the toy project, by hand; the command that runs it as a job."""
+    spool = Spool(project / ".ablation" / "spool", "20260101-000000-abcdef")
+    spec = Spec(study="ablation_tests/test_toy.py::test_toy", knobs=(("noise", 0.1),),
+                variant=variant, seed=seed)
+    ticket = Ticket(name="run", spool=str(spool.root), session=spool.session, key=spec.key,
+                    spec={}, nodeid=f"ablation_tests/test_toy.py::test_toy[{spec.id}]",
+                    fingerprint="?", rootdir=str(project), data_dir=str(project / ".ablation"),
+                    python=sys.executable, args=["--rootdir", str(project)], group="g")
+    spool.write("tickets", "run", dataclasses.asdict(ticket))
+    return spool, [sys.executable, "-m", "harness.launch.jobs", str(spool.path("tickets", "run"))]
+
+
 def test_two_jobs_for_one_run_compute_it_once(tmp_path: Path) -> None:
     """Both start at once; the one without the lease leaves; a third finds the result."""
     project = make_project(tmp_path / "project")
-    spool = Spool(project / ".ablation" / "spool", "20260101-000000-abcdef")
     slow = RUNS[4]
-    key = Spec(study="ablation_tests/test_toy.py::test_toy", knobs=(("noise", 0.1),),
-               variant="better", seed=1).key
-    ticket = Ticket(name="slow", spool=str(spool.root), session=spool.session, key=key,
-                    spec={}, nodeid=f"ablation_tests/test_toy.py::test_toy[{slow}]",
-                    fingerprint="?", rootdir=str(project), data_dir=str(project / ".ablation"),
-                    python=sys.executable, args=["--rootdir", str(project)], group="g")
-    spool.write("tickets", "slow", dataclasses.asdict(ticket))
+    spool, command = _toy_ticket(project, "better", 1)
     env = environment(project / "toy.log", {"TOY_SLOW": slow, "TOY_STEPS": "3",
                                             "TOY_DELAY": "0.5"})
-    command = [sys.executable, "-m", "harness.launch.jobs", str(spool.path("tickets", "slow"))]
     jobs = [subprocess.Popen(command, env={**env, "SLURM_JOB_ID": str(i)}, cwd=project,
                              stdout=subprocess.PIPE, text=True) for i in (1, 2)]
     said = sorted(job.communicate(timeout=120)[0].strip() for job in jobs)
@@ -131,8 +136,22 @@ def test_two_jobs_for_one_run_compute_it_once(tmp_path: Path) -> None:
     again = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True)
     assert again.stdout.strip() == "finished before: nothing to do"
     assert computed(project / "toy.log") == {slow: 1}
-    result = spool.read("results", "slow")
+    result = spool.read("results", "run")
     assert result["run"]["status"] == "done" and result["run"]["worker"] == result["job"]
+
+
+def test_a_body_that_raises_fails_its_run_with_the_job_id_and_the_log_tail(
+        tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    spool, command = _toy_ticket(project, "base", 2)
+    env = environment(project / "toy.log", {"TOY_FAIL": RUNS[2], "SLURM_JOB_ID": "77"})
+    assert subprocess.run(command, env=env, cwd=project, capture_output=True,
+                          text=True).stdout.strip() == "result written"
+    run = spool.read("results", "run")["run"]
+    assert run["status"] == "failed" and run["worker"] == "slurm-77"
+    error = run["error"]
+    assert error.startswith("job slurm-77: ") and "RuntimeError: the toy body failed" in error
+    assert "the end of its log" in error and "1 failed in" in error  # pytest's own words
 
 
 def test_a_launched_run_keeps_the_controllers_wandb_group_and_carries_its_job_id(
