@@ -51,10 +51,6 @@ class Look:
     def seeds(self) -> int:
         return self.budget.looks[self.index - 1]
 
-    @property
-    def last(self) -> bool:
-        return self.index == len(self.budget.looks)
-
     def message(self, verdict: Verdict) -> str:
         b = self.budget
         state = ("undecided at the last look" if verdict.status == "inconclusive"
