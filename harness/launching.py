@@ -65,7 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("ablation_slurm_time", "time limit of one run's job, minutes; the job is "
                   "signalled, checkpointed and requeued before it", default="60")
     parser.addini("ablation_slurm_array_parallelism", "most runs' jobs running at once "
-                  "(0: no limit)", default="0")
+                  "(0: submitit's default, 256)", default="0")
+    parser.addini("ablation_slurm_signal_delay", "seconds before the time limit at which "
+                  "Slurm signals a run's job to requeue it", default="90")
     parser.addini("ablation_slurm_requeues", "requeues of a run's job that hits its time "
                   "limit", default="3")
     parser.addini("ablation_slurm_sbatch", "extra sbatch options, one KEY=VALUE a line "
@@ -159,7 +161,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if problem:
         raise pytest.UsageError(problem)
     for option in ("ablation_job_cpus", "ablation_job_gpus", "ablation_slurm_time",
-                   "ablation_slurm_array_parallelism", "ablation_slurm_requeues"):
+                   "ablation_slurm_array_parallelism", "ablation_slurm_requeues",
+                   "ablation_slurm_signal_delay"):
         _number(config, option)
     for option in ("ablation_launch_poll", "ablation_lease_beat", "ablation_lease_stale"):
         _number(config, option, float)
@@ -176,6 +179,7 @@ def _launcher(config: pytest.Config, spool: Path) -> Launcher:
             "ablation_slurm_partition"), cpus=cpus, gpus=gpus,
             minutes=_number(config, "ablation_slurm_time"),
             parallelism=_number(config, "ablation_slurm_array_parallelism"),
+            signal_delay=_number(config, "ablation_slurm_signal_delay"),
             requeues=_number(config, "ablation_slurm_requeues"), sbatch=_sbatch(config))
     from harness.launch.ray_tasks import RayLauncher
 

@@ -146,6 +146,37 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_the_results_are_complete
     assert [r[2] for r in runs] == ["done"] * 6 and verdicts == local
 
 
+def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
+        cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
+    """submitit's own path: a 1-minute limit, USR2 45 s before it (slurmctld checks every
+    30 s, so it comes 15 to 45 s in); the job checkpoints, is requeued, and resumes."""
+    project = make_project(tmp_path / "project")
+    log = project / "toy.log"
+    env = environment(log, {**cluster.env, "TOY_SLOW": SLOW, "TOY_STEPS": "220",
+                            "TOY_DELAY": "0.2"})
+    controller = subprocess.Popen(
+        pytest_command("--ablation-launcher", "slurm", "-o", "ablation_slurm_time=1", "-o",
+                       "ablation_slurm_signal_delay=45"),
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = _job_of(project, SLOW)
+    deadline = time.monotonic() + 90
+    while len([e for e in events(log) if e["run"] == SLOW]) < 2 \
+            and time.monotonic() < deadline and controller.poll() is None:
+        reason = cluster.run("squeue", "-h", "-j", job, "-o", "%r").stdout.strip()
+        if reason == "BeginTime":  # requeued by submitit: start it now (see _release)
+            cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        time.sleep(0.5)
+    out, _ = controller.communicate(timeout=180)
+    assert controller.returncode == 0, out + cluster.log_tail()
+    starts = [e for e in events(log) if e["run"] == SLOW and e["event"] == "start"]
+    assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] > 0, starts
+    assert starts[1]["job"] == f"slurm-{job}"
+    submitit_log = next((project / ".ablation" / "spool" / "submitit").glob(f"{job}_*log.err"))
+    assert "Caught signal SIGUSR2" in submitit_log.read_text()
+    assert computed(log) == {run: 1 for run in RUNS}
+    assert store_rows(project / ".ablation" / "results.sqlite")[1] == local
+
+
 def _release(cluster: Cluster, job: str, timeout: float = 60) -> None:
     """Slurm holds a requeued job back ~2 minutes (reason BeginTime): start it now instead,
     once it is back in the queue (an update before that has no effect)."""

@@ -38,10 +38,11 @@ class SlurmLauncher:
 
     def __init__(self, folder: Path, *, partition: str = "", cpus: int = 1, gpus: int = 0,
                  minutes: int = 60, parallelism: int = 0, requeues: int = 3,
-                 sbatch: Mapping[str, str] | None = None) -> None:
+                 signal_delay: int = 90, sbatch: Mapping[str, str] | None = None) -> None:
         self.folder = Path(folder)
         self.requeues = requeues
         self.parameters: dict = {"job_name": "ablation-run", "time": minutes,
+                                 "signal_delay_s": signal_delay,
                                  "cpus_per_task": cpus, "ntasks_per_node": 1,
                                  "additional_parameters": dict(sbatch or {})}
         if partition:
