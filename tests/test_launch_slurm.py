@@ -81,6 +81,19 @@ def test_each_run_is_its_own_job_computed_once_and_verdicts_equal_local(
     assert verdicts == local  # same statuses, differences and p-values
 
 
+def test_a_hypothesis_selected_alone_gets_the_runs_it_needs_as_jobs(
+        cluster: Cluster, tmp_path: Path, local: list[tuple]) -> None:
+    project = make_project(tmp_path / "project")
+    log = project / "toy.log"
+    out = run_pytest(project, environment(log, cluster.env), "--ablation-launcher", "slurm",
+                     "-m", "hypothesis")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "6 done, 0 failed" in out.stdout and "1 passed, 6 deselected" in out.stdout, \
+        out.stdout
+    assert computed(log) == {run: 1 for run in RUNS} and all(e["job"] for e in events(log))
+    assert store_rows(project / ".ablation" / "results.sqlite")[1] == local
+
+
 def _job_of(project: Path, run: str, timeout: float = 60) -> str:
     """The job id of `run` once its body has started (and checkpointed a step)."""
     deadline = time.monotonic() + timeout
