@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from harness.items import (
     KnobClaimCollector,
     KnobClaimItem,
 )
-from harness.launch.controller import Controller, Launcher, Pending
+from harness.launch.controller import Controller, Launcher, Pending, alive
 from harness.launch.jobs import JOB_ENV, StageGate, Ticket
 from harness.session import AblationSession
 from harness.tracking import group_job
@@ -187,17 +186,6 @@ def _launcher(config: pytest.Config, spool: Path) -> Launcher:
     return RayLauncher(address, cpus=cpus, gpus=gpus)
 
 
-def _alive(jobs: list[str]) -> dict[str, str]:
-    """Job id -> state for detached jobs of earlier sessions (Ray's ended with their driver)."""
-    states = {job: "ended" for job in jobs if job.startswith("ray-")}
-    slurm = [job for job in jobs if job.startswith("slurm-")]
-    if slurm and shutil.which("squeue"):
-        from harness.launch.slurm import slurm_states
-
-        states.update(slurm_states(slurm))
-    return states
-
-
 def _runs_of(item: pytest.Item, seed_offset: int) -> Iterator[tuple[Study, RunSpec, str]]:
     """The runs an item needs, with the node id of each run's item."""
     spec = getattr(getattr(item, "callspec", None), "params", {}).get(RUN_ARG)
@@ -340,7 +328,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     launcher = None if name == "local" else _launcher(config, spool)
     controller = Controller(state.store, spool, state.session_id, launcher, report=report,
                             poll=_number(config, "ablation_launch_poll", float))
-    still = controller.earlier(_alive) if state.store.exists() else []
+    still = controller.earlier(alive) if state.store.exists() else []
     if launcher is None and not still:
         return
     pending, adaptive = pending_runs(session.items, state)

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,10 +215,16 @@ def test_detach_then_reuse_collects_the_jobs_and_decides(
     early = run_pytest(project, env, "--reuse")  # the slow run is still out
     assert early.returncode == pytest.ExitCode.INTERRUPTED, early.stdout + early.stderr
     assert f"test_toy[{SLOW}]" in early.stdout and "still queued or running" in early.stdout
+    status = subprocess.run([sys.executable, "-m", "harness.launch", "status"], cwd=project,
+                            env=env, capture_output=True, text=True)
+    assert status.returncode == 3 and f"test_toy[{SLOW}]" in status.stdout, status
     deadline = time.monotonic() + 120
     while computed(project / "toy.log").get(SLOW) != 1 and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)  # the job writes its result after the body
+    status = subprocess.run([sys.executable, "-m", "harness.launch", "status"], cwd=project,
+                            env=env, capture_output=True, text=True)
+    assert status.returncode == 0 and "every launched run is in" in status.stdout, status
     late = run_pytest(project, env, "--reuse")
     assert late.returncode == 0 and "7 passed" in late.stdout, late.stdout + late.stderr
     assert computed(project / "toy.log") == {run: 1 for run in RUNS}

@@ -7,6 +7,7 @@ hand their rows back through the spool (harness.launch.spool).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -209,3 +210,14 @@ class Controller:
                                  f" job {job} {state}")
         return still
 
+
+def alive(jobs: Sequence[str]) -> dict[str, str]:
+    """Job id -> "queued" | "running" | "ended" for the jobs of earlier sessions: Slurm's
+    from squeue ("unknown" without it), Ray's ended with their driver."""
+    states = {job: "ended" for job in jobs if job.startswith("ray-")}
+    slurm = [job for job in jobs if job.startswith("slurm-")]
+    if slurm and shutil.which("squeue"):
+        from harness.launch.slurm import slurm_states
+
+        states.update(slurm_states(slurm))
+    return states
