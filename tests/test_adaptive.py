@@ -118,6 +118,13 @@ def test_a_clear_cut_setting_stops_at_the_first_look_and_obtains_only_its_seeds(
     assert result.row("s", "default", ()).detail["adaptive"]["look"] == 1
 
 
+def test_a_smaller_effect_adds_one_batch() -> None:
+    asked: list[int] = []
+    stop = stopping_look(_study(), "default", range(12), _obtain(1.0, asked))
+    assert (stop.look, stop.settled, asked) == (2, True, list(range(6)))
+    assert "decided at look 2 of 4, with 6 seeds" in stop.results[0].message()
+
+
 def test_an_undecided_setting_walks_every_look_up_to_the_maximum() -> None:
     asked: list[int] = []
     stop = stopping_look(_study(), "default", range(12), _obtain(0.0, asked))
@@ -291,3 +298,11 @@ def test_control(ablation_results):
     pytester.makepyfile(test_study=STUDY.format(effects="[1.0]") + control)
     pytester.runpytest().assert_outcomes(passed=6 + 1 + 1, skipped=12)
     assert len(trainings()) == 6
+
+
+def test_seed_offset_shifts_every_look(pytester: pytest.Pytester, trainings) -> None:
+    pytester.makepyfile(test_study=STUDY.format(effects="[1.0]"))
+    result = pytester.runpytest("--seed-offset", "100")
+    result.assert_outcomes(passed=6 + 1, skipped=12)
+    assert sorted(trainings()) == sorted(f"t-effect=1.0-{v}-seed{s}" for v in "ab"
+                                         for s in (100, 101, 102))

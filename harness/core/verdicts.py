@@ -165,11 +165,10 @@ def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None =
 
 @dataclass(frozen=True)
 class Stop:
-    """The look that ends an adaptive setting, or the last one walked: its runs and verdicts;
+    """The look that ends an adaptive setting, or the last one walked, and its verdicts;
     `settled` when every hypothesis was decided (or cannot be: a run failed)."""
 
     look: int
-    runs: RunMetrics
     results: list[HypothesisResult]
     settled: bool
 
@@ -198,7 +197,7 @@ def stopping_look(study: Study, tier: str, seeds: Sequence[int],
         results = decide_setting(study, runs, seeds, tier, look=look)
         settled = all(r.status != "inconclusive" for r in results)
         if settled or look == last:
-            return Stop(look, runs, results, settled)
+            return Stop(look, results, settled)
     raise ValueError(f"upto={upto}: walk at least one look")
 
 
