@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.core.knobstats import BestVerdict, TrendVerdict, adjust_family, best, trend
 from harness.core.metrics import lower_is_better
@@ -60,6 +60,9 @@ class Look:
         if self.fixed is not None:
             lines.append(f"  a fixed design would need about {self.fixed} seeds for this "
                          f"difference and SD (power {POWER:g})")
+        if self.fixed is not None and verdict.status == "inconclusive":
+            lines.append("  adding seeds to this budget after looking would be peeking: decide "
+                         "a larger budget on fresh seeds (--seed-offset)")
         if not verdict.identity:
             lines.append("  group-sequential t-test: repeated p-values and confidence interval, "
                          "valid whenever the setting stops (docs/statistics.md, Adaptive seeds)")
@@ -157,8 +160,12 @@ def decide_setting(study: Study, runs: RunMetrics, seeds: Sequence[int] | None =
     corrected = adjust([results[i].verdict for i in decided], method=study.correction)
     family = max(len(decided), 1) if study.correction != "none" else 1
     for i, verdict in zip(decided, corrected, strict=True):
-        fixed = None if verdict.identity else fixed_seeds(verdict, verdict.alpha / family)
-        where = None if budget is None else Look(look, budget, fixed)  # type: ignore[arg-type]
+        where = None
+        if budget is not None:  # the fixed design's seeds stand in for `seeds_needed`
+            fixed = (verdict.seeds_needed if verdict.status == "inconclusive" else None
+                     if verdict.identity else fixed_seeds(verdict, verdict.alpha / family))
+            where = Look(look, budget, fixed)  # type: ignore[arg-type]
+            verdict = replace(verdict, seeds_needed=None)
         results[i] = HypothesisResult(results[i].hypothesis, verdict, look=where)
     return results
 
