@@ -30,7 +30,7 @@ from harness.items import (
     KnobClaimCollector,
     KnobClaimItem,
 )
-from harness.launch.controller import Controller, Launcher, Pending, alive
+from harness.launch.controller import Controller, Launcher, LauncherError, Pending, alive
 from harness.launch.jobs import JOB_ENV, StageGate, Ticket
 from harness.session import AblationSession
 from harness.tracking import group_job
@@ -350,7 +350,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                 pytest.exit(f"detached: {len(jobs)} runs submitted; `pytest <same arguments> "
                             "--reuse` collects them and decides the hypotheses when all are "
                             "in", returncode=pytest.ExitCode.OK)
-            controller.wait(jobs)
+            try:
+                controller.wait(jobs)
+            except LauncherError as exc:
+                pytest.exit(str(exc), returncode=pytest.ExitCode.INTERRUPTED)
             pending = next_look(adaptive, state)
     finally:
         launcher.close()

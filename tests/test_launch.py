@@ -16,7 +16,7 @@ import pytest
 
 from harness.core.stages import StageSpec
 from harness.core.store import Store
-from harness.launch.controller import Controller, spec_row
+from harness.launch.controller import Controller, LauncherError, spec_row
 from harness.launch.jobs import Ticket
 from harness.launch.spool import Lease, Spool, entry_name, write_json
 from harness.tracking import Tracker, default_group
@@ -164,6 +164,18 @@ def test_a_launched_run_keeps_the_controllers_wandb_group_and_carries_its_job_id
     log.finish({}, status="done")
     assert json.loads((log.path / "config.json").read_text()) == {"lr": 0.1,
                                                                   "ablation_job": "slurm-4711"}
+
+
+def test_a_squeue_that_keeps_failing_ends_the_wait_instead_of_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slurm = pytest.importorskip("harness.launch.slurm", reason="submitit not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue
+    launcher = slurm.SlurmLauncher(tmp_path)
+    assert launcher.states(["slurm-1_0"]) == {"slurm-1_0": "queued"}  # a hiccup: nothing ended
+    monkeypatch.setattr(slurm, "SQUEUE_PATIENCE_S", 0.0)
+    time.sleep(0.01)
+    with pytest.raises(LauncherError, match=r"squeue has failed for 0 s .* may still run"):
+        launcher.states(["slurm-1_0"])
 
 
 @pytest.mark.parametrize(("args", "ini", "message"), [

@@ -21,6 +21,10 @@ from harness.launch.jobs import Ticket
 from harness.launch.spool import Spool, entry_name
 
 
+class LauncherError(RuntimeError):
+    """The engine cannot tell where the jobs stand any more: waiting ends (they may still run)."""
+
+
 class Launcher(Protocol):
     """A cluster engine (harness.launch.slurm, harness.launch.ray_tasks)."""
 
@@ -219,5 +223,6 @@ def alive(jobs: Sequence[str]) -> dict[str, str]:
     if slurm and shutil.which("squeue"):
         from harness.launch.slurm import slurm_states
 
-        states.update(slurm_states(slurm))
+        found = slurm_states(slurm)
+        states.update(found if isinstance(found, dict) else dict.fromkeys(slurm, "unknown"))
     return states

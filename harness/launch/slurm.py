@@ -11,13 +11,16 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import submitit
 
+from harness.launch.controller import LauncherError
 from harness.launch.jobs import run_ticket
 
+SQUEUE_PATIENCE_S = 120.0
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT", "RESIZING"}
 
@@ -41,6 +44,7 @@ class SlurmLauncher:
                  signal_delay: int = 90, sbatch: Mapping[str, str] | None = None) -> None:
         self.folder = Path(folder)
         self.requeues = requeues
+        self._failing_since: float | None = None
         self.parameters: dict = {"job_name": "ablation-run", "time": minutes,
                                  "signal_delay_s": signal_delay,
                                  "cpus_per_task": cpus, "ntasks_per_node": 1,
@@ -60,8 +64,19 @@ class SlurmLauncher:
         return [f"slurm-{job.job_id}" for job in jobs]
 
     def states(self, jobs: Sequence[str]) -> dict[str, str]:
-        """`queued` or `running` for each job squeue lists; jobs it no longer lists ended."""
-        return slurm_states(jobs)
+        """`queued` or `running` for each job squeue lists; jobs it no longer lists ended.
+        While squeue fails (slurmctld busy or restarting) nothing has ended, for up to
+        SQUEUE_PATIENCE_S; then the wait ends with a LauncherError (the jobs may still run)."""
+        found = slurm_states(jobs)
+        if isinstance(found, dict):
+            self._failing_since = None
+            return found
+        self._failing_since = self._failing_since or time.monotonic()
+        if time.monotonic() - self._failing_since > SQUEUE_PATIENCE_S:
+            raise LauncherError(f"squeue has failed for {SQUEUE_PATIENCE_S:.0f} s ({found}): "
+                                "the jobs may still run; `python -m harness.launch status` or "
+                                "`pytest ... --reuse` collects them later")
+        return {job: "queued" for job in jobs}
 
     def error(self, job: str) -> str | None:
         return None  # Slurm does not say why: the run's log does
@@ -70,12 +85,18 @@ class SlurmLauncher:
         """Nothing is held open: jobs outlive this process (which is what detach uses)."""
 
 
-def slurm_states(jobs: Sequence[str]) -> dict[str, str]:
-    """Job id -> "queued" | "running" | "ended", from one squeue of this user's jobs."""
-    out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"],
-                         capture_output=True, text=True, timeout=60, check=False)
-    if out.returncode != 0:  # slurmctld busy or down: say nothing ended rather than guess
-        return {job: "queued" for job in jobs}
+def slurm_states(jobs: Sequence[str]) -> dict[str, str] | str:
+    """Job id -> "queued" | "running" | "ended", from one squeue of this user's jobs; or why
+    squeue failed (then nothing can be said)."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return "no answer within 60 s"
+    except OSError as exc:  # squeue gone from PATH
+        return str(exc)
+    if out.returncode != 0:
+        return out.stderr.strip() or f"exit code {out.returncode}"
     listed = dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
     states = {}
     for job in jobs:
