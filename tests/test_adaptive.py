@@ -134,6 +134,18 @@ def test_an_undecided_setting_walks_every_look_up_to_the_maximum() -> None:
     assert (partial.look, partial.settled) == (2, False)
 
 
+def test_holm_corrects_the_repeated_p_values_of_the_family() -> None:
+    study = _study()
+    study.expect("b < a", metric="m", name="mirror")
+    runs = _obtain(1.0, [])(range(12))
+    first, mirror = decide_setting(study, runs, range(12), "default", look=2)
+    alone = sequential.decide_looks([runs["a", s]["m"] for s in range(6)],
+                                    [runs["b", s]["m"] for s in range(6)], ">", looks=LOOKS)
+    assert first.verdict.p_support == alone.p_support  # the repeated p-value, raw
+    assert first.verdict.p_support_adj == pytest.approx(2 * alone.p_support)  # Holm, 2 equal
+    assert first.look.fixed == mirror.look.fixed and first.look.fixed >= 2
+
+
 def test_an_adaptive_setting_is_decided_at_a_look() -> None:
     runs = _obtain(1.0, [])(range(12))
     with pytest.raises(ValueError, match="needs look="):
