@@ -295,8 +295,9 @@ def _job_args(config: pytest.Config) -> list[str]:
         args.append("--real")
     if option.torch_threads:
         args += ["--torch-threads", str(option.torch_threads)]
-    if config.stash[SESSION_KEY].tracker.enabled:
-        args += ["--wandb", "--wandb-project", config.stash[SESSION_KEY].tracker.project]
+    tracker = config.stash[SESSION_KEY].tracker
+    if tracker.enabled:
+        args += ["--wandb", "--wandb-project", tracker.project, "--wandb-mode", tracker.mode]
     if config.pluginmanager.hasplugin("xdist"):
         args += ["-n", "0"]  # one run: no workers, whatever the ini's addopts say
     invocation = list(config.invocation_params.args)

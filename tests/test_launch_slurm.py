@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -273,3 +274,21 @@ def test_an_adaptive_budget_submits_each_needed_look_as_a_wave_and_no_more(
     assert all(e["job"] for e in events(log))  # every run in a job, none in the session
     assert store_rows(project / ".ablation" / "results.sqlite")[1] == local_verdicts(
         tmp_path / "local", **ADAPTIVE)
+
+
+def test_a_launched_run_logs_to_the_controllers_wandb_group_with_its_job_id(
+        cluster: Cluster, tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    from tests.wandb_offline import offline_runs, read_offline_run
+
+    project = make_project(tmp_path / "project")
+    out = run_pytest(project, environment(project / "toy.log", cluster.env),
+                     "--ablation-launcher", "slurm", "--wandb", "--wandb-mode", "offline",
+                     "-k", "base and seed0")
+    assert out.returncode == 0 and "1 done, 0 failed" in out.stdout, out.stdout + out.stderr
+    with sqlite3.connect(project / ".ablation" / "results.sqlite") as db:
+        session, job = db.execute("SELECT session, worker FROM runs WHERE kind = 'run'").fetchone()
+    (run,) = offline_runs(project / ".ablation" / "runs" / session)
+    logged = read_offline_run(run)
+    assert logged["group"] == f"ablate-ablation_tests/test_toy.py::test_toy_{session}"
+    assert logged["config"]["ablation_job"] == job and job.startswith("slurm-")

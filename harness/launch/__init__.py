@@ -2,5 +2,6 @@
 
 Plain Python, no pytest: `spool` (atomic result files and leases with heartbeats, the only
 channel between hosts), `jobs` (what one job executes), `slurm` and `ray_tasks` (the engines),
-`controller` (tickets, submission, waiting, ingesting results into the store).
+`controller` (tickets, submission, waiting, ingesting results into the store); `python -m
+harness.launch status` collects detached jobs.
 """

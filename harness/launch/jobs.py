@@ -58,7 +58,8 @@ class Ticket:
         return cls(**data)
 
     @property
-    def spool_dir(self) -> Spool:
+    def session_spool(self) -> Spool:
+        """The spool folder of the ticket's session."""
         return Spool(Path(self.spool), self.session)
 
 
@@ -77,7 +78,7 @@ def run_ticket(path: str, job: str | None = None) -> str:
     it; returns what happened, in a few words (the engines log it)."""
     ticket = Ticket.read(path)
     job = job or job_id()
-    spool = ticket.spool_dir
+    spool = ticket.session_spool
     if spool.finished(ticket.name):
         return "finished before: nothing to do"
     lease = Lease(spool.path("leases", ticket.name), job, beat=ticket.beat,
@@ -99,7 +100,7 @@ def run_ticket(path: str, job: str | None = None) -> str:
 
 def _pytest(ticket: Ticket, path: str, store: Path, job: str) -> int:
     """Run the run's item; its output goes to the run's log in the spool (appended)."""
-    log = ticket.spool_dir.path("logs", ticket.name)
+    log = ticket.session_spool.path("logs", ticket.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [ticket.python, "-m", "pytest", ticket.nodeid, "-p", "no:cacheprovider",
                "--ablation-store", str(store), "--ablation-job", path,
@@ -118,7 +119,7 @@ def _pytest(ticket: Ticket, path: str, store: Path, job: str) -> int:
 
 def export(ticket: Ticket, store_path: Path, job: str, code: int) -> dict[str, Any]:
     """The job's result: the run's row and the rows of the stages it used, as JSON."""
-    spool = ticket.spool_dir
+    spool = ticket.session_spool
     rows: list[RunRecord] = []
     if store_path.exists():
         with Store(store_path, readonly=True) as store:
@@ -150,7 +151,7 @@ class StageGate:
     computed here is published for the others (its value is in the shared stages/ folder)."""
 
     def __init__(self, ticket: Ticket, store: Store, job: str, poll: float = 0.5) -> None:
-        self.spool, self.store, self.session = ticket.spool_dir, store, ticket.session
+        self.spool, self.store, self.session = ticket.session_spool, store, ticket.session
         self.job, self.poll = job, poll
         self.beat, self.stale_after = ticket.beat, ticket.stale_after
 
