@@ -10,6 +10,7 @@ item under the controller's session id against a private store (harness.launch.j
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -274,8 +275,12 @@ def next_look(adaptive: Settings, session: AblationSession) -> list[Pending]:
         try:
             stopping_look(study, tier, session.seeds(study, tier), obtain)
         except _Missing as missing:
-            found += [Pending(spec, f"{prefix}[{spec.id}]", session.fingerprint(study, spec))
-                      for spec in missing.specs]
+            # a later look's run item first walks the earlier looks: its job gets their rows
+            known = tuple(dataclasses.asdict(row) for row in session.store.runs(
+                session.session_id, study=study.name) if row.status == "done"
+                and (row.tier, row.knobs) == (tier, dict(knobs)))
+            found += [Pending(spec, f"{prefix}[{spec.id}]", session.fingerprint(study, spec),
+                              known) for spec in missing.specs]
     return found
 
 
@@ -342,7 +347,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             pytest.exit(f"{len(pending)} runs are missing and {len(still)} jobs of earlier "
                         "sessions are still out: rerun when they are in (pytest ... --reuse)",
                         returncode=pytest.ExitCode.INTERRUPTED)
-    if launcher is None or not pending:
+    if launcher is None:
+        return
+    pending = pending or next_look(adaptive, state)  # a first look made earlier (--reuse)
+    if not pending:
         return
     try:
         while pending:  # one wave, then (adaptive budgets) each further look that is needed

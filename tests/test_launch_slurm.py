@@ -269,11 +269,30 @@ def test_an_adaptive_budget_submits_each_needed_look_as_a_wave_and_no_more(
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("submitted 4 runs as jobs") == 2, out.stdout  # looks 1 and 2
     assert "SUPPORTED (look 2/3, 4 seeds)" in out.stdout, out.stdout
-    assert set(computed(log)) == {f"synthetic-noise=0.5-{v}-seed{s}" for v in ("base", "better")
-                                  for s in range(4)}  # seeds 4, 5 not needed: not run
+    assert computed(log) == {f"synthetic-noise=0.5-{v}-seed{s}": 1 for v in ("base", "better")
+                             for s in range(4)}  # once each; seeds 4, 5 not needed: not run
     assert all(e["job"] for e in events(log))  # every run in a job, none in the session
     assert store_rows(project / ".ablation" / "results.sqlite")[1] == local_verdicts(
         tmp_path / "local", **ADAPTIVE)
+
+
+def test_a_detached_adaptive_study_gets_its_later_looks_as_jobs_in_the_next_session(
+        cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", **ADAPTIVE)
+    log = project / "toy.log"
+    env = environment(log, cluster.env)
+    out = run_pytest(project, env, "--ablation-launcher", "slurm", "--ablation-detach")
+    assert out.returncode == 0 and "submitted 4 runs" in out.stdout, out.stdout + out.stderr
+    deadline = time.monotonic() + 120
+    while subprocess.run([sys.executable, "-m", "harness.launch", "status"], cwd=project,
+                         env=env, capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the first look's jobs never finished"
+        time.sleep(1)
+    later = run_pytest(project, env, "--ablation-launcher", "slurm", "--reuse")
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert later.stdout.count("submitted 4 runs") == 1, later.stdout  # look 2 only
+    assert computed(log) == {f"synthetic-noise=0.5-{v}-seed{s}": 1 for v in ("base", "better")
+                             for s in range(4)} and all(e["job"] for e in events(log))
 
 
 def test_a_launched_run_logs_to_the_controllers_wandb_group_with_its_job_id(

@@ -46,6 +46,7 @@ class Pending:
     spec: Any  # a RunSpec
     nodeid: str  # its run item
     fingerprint: str
+    known: tuple[dict, ...] = ()  # finished rows its item reads first (Ticket.known)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class Controller:
             name = entry_name(run.spec.key, run.spec.id)
             ticket = Ticket(name=name, spool=str(self.spool_root), session=self.session,
                             key=run.spec.key, spec=spec_row(run.spec), nodeid=run.nodeid,
-                            fingerprint=run.fingerprint, **common)
+                            fingerprint=run.fingerprint, known=list(run.known), **common)
             self.spool.write("tickets", name, dataclasses.asdict(ticket))
             names.append(name)
         return names

@@ -49,6 +49,9 @@ class Ticket:
     group: str  # the controller's W&B group suffix (its Slurm job id or session id)
     beat: float = 10.0  # lease heartbeat, seconds
     stale_after: float = 60.0
+    # finished rows of the session the run's item reads before it runs: an adaptive budget's
+    # earlier looks, which decide whether this later-look run is needed at all
+    known: list[dict] = dataclasses.field(default_factory=list)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Ticket:
@@ -91,6 +94,10 @@ def run_ticket(path: str, job: str | None = None) -> str:
         scratch = os.environ.get("SLURM_TMPDIR") or os.environ.get("TMPDIR")
         with tempfile.TemporaryDirectory(prefix="ablation-job-", dir=scratch) as tmp:
             store = Path(tmp) / "results.sqlite"
+            if ticket.known:
+                with Store(store) as private:
+                    for row in ticket.known:
+                        private.ingest(ticket.session, row)
             code = _pytest(ticket, path, store, job)
             if code < 0:  # killed by a signal (requeue, scancel, preemption): no result; a
                 return f"pytest killed by signal {-code}"  # requeued job resumes the run
