@@ -187,7 +187,8 @@ def paired_plot(pairings: Sequence[Pairing], title: str) -> Figure:
     diamonds. Parallel lines are what makes a paired test powerful."""
     columns = min(3, len(pairings))
     rows = math.ceil(len(pairings) / columns)
-    figure = _figure(WIDTH, 0.8 + 2.4 * rows, left=0.75, top=0.75, wspace=0.45)
+    figure = _figure(WIDTH + 0.5 * (columns - 1), 0.8 + 2.4 * rows, left=0.75, top=0.75,
+                     wspace=0.75)  # room for each panel's metric label
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, pairing in zip(axes, pairings, strict=False):
         for seed, (a, b) in sorted(pairing.values.items()):
