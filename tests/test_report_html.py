@@ -328,3 +328,24 @@ def test_an_adaptive_claim_shows_the_look_that_decided_it(pytester: pytest.Pytes
     assert "supported" in texts and "look 1/3, 3 seeds" in texts
     paired = next(p for p in plots if p.name == "paired-seeds").figure
     assert len(paired.axes[0].lines) == 3 + 1  # the seeds that ran, and the means
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--smooth", "1"], "--smooth 1.0: give an EMA weight from 0"),
+    (["--html", "x.html", "-o", "y"], "--html FILE is where the report goes: drop -o")])
+def test_report_options_that_cannot_work_are_one_line(capsys, args, error) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_figures_that_cannot_be_written_are_one_line_and_exit_2(project, tmp_path,
+                                                               capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["--store", str(project / ".ablation" / "results.sqlite"), "--plots",
+              str(blocker / "figures")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert f"cannot write the figures under {blocker / 'figures'}" in err
