@@ -166,6 +166,41 @@ def test_a_launched_run_keeps_the_controllers_wandb_group_and_carries_its_job_id
                                                                   "ablation_job": "slurm-4711"}
 
 
+class _Requeued:
+    """An engine whose one job is unlisted for a moment at each of its requeues (as squeue may
+    show a job between its incarnations), then hands back its result."""
+
+    name = "scripted"
+
+    def __init__(self, spool: Spool, name: str, result: dict) -> None:
+        self.spool, self.entry, self.result = spool, name, result
+        self.script = ["running", "ended", "queued", "running", "ended", "running"]
+
+    def states(self, jobs: list[str]) -> dict[str, str]:
+        state = self.script.pop(0) if self.script else "ended"
+        if not self.script and not self.spool.names("results"):
+            self.spool.write("results", self.entry, self.result)
+        return dict.fromkeys(jobs, state)
+
+    def error(self, job: str) -> None:
+        return None
+
+
+def test_a_job_unlisted_for_moments_across_requeues_is_not_failed(tmp_path: Path) -> None:
+    """The grace before a job that squeue stops listing counts as dead restarts when it is
+    listed again: its gaps across several requeues added up and failed a live run."""
+    store = Store(tmp_path / "results.sqlite")
+    store.begin_session("s1", argv=[], meta={})
+    spool = Spool(tmp_path / "spool", "s1")
+    run = Spec()
+    name = _ticket(spool, run)
+    engine = _Requeued(spool, name, {"job": "slurm-9_0", "run": _row(run)})
+    controller = Controller(store, spool.root, "s1", engine, report=lambda line: None,
+                            poll=0.01, grace=0.015)
+    tally = controller.wait({name: "slurm-9_0"})
+    assert (tally.failed, [r.status for r in store.runs("s1")]) == (0, ["done"])
+
+
 def test_a_squeue_that_keeps_failing_ends_the_wait_instead_of_hanging(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     slurm = pytest.importorskip("harness.launch.slurm", reason="submitit not installed")

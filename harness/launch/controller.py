@@ -134,7 +134,8 @@ class Controller:
                 open_.pop(name)
             now = time.monotonic()
             for name, job in list(open_.items()):
-                if states.get(job) != "ended":
+                if states.get(job) != "ended":  # listed (again): a requeue can pass through
+                    ended_since.pop(name, None)  # moments squeue does not list it
                     continue
                 ended_since.setdefault(name, now)
                 why = self.launcher.error(job)
