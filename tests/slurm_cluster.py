@@ -17,7 +17,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 INSTALL_HINT = "apt-get install slurmctld slurmd slurm-client munge"
@@ -175,3 +177,22 @@ class Cluster:
                 proc.wait()
         self._procs.clear()
 
+
+
+def started_or_skip(root: Path, *, timeout: float, **options: Any) -> Iterator[Cluster]:
+    """A test module's cluster, started under `root` and stopped after the module (use with
+    `yield from` in a fixture); the module is skipped, with the reason, where one cannot run."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("a throwaway Slurm cluster needs root (SlurmUser=root)")
+    if missing := missing_programs():
+        pytest.skip(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
+    cluster = Cluster(root, **options)
+    try:
+        cluster.start(timeout=timeout)
+    except ClusterError as e:
+        cluster.stop()
+        pytest.skip(str(e))
+    yield cluster
+    cluster.stop()

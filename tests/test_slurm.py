@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm_cluster import INSTALL_HINT, Cluster, ClusterError, missing_programs
+from tests.slurm_cluster import Cluster, started_or_skip
 
 pytestmark = pytest.mark.slurm
 
@@ -46,18 +46,8 @@ toy.expect("{claim}", metric="acc")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.skip("a throwaway Slurm cluster needs root (SlurmUser=root)")
-    if missing := missing_programs():
-        pytest.skip(f"{', '.join(missing)} not installed: {INSTALL_HINT}")
-    cluster = Cluster(tmp_path_factory.mktemp("slurm"))  # short path: munge socket <108 chars
-    try:
-        cluster.start(timeout=20)
-    except ClusterError as e:
-        cluster.stop()
-        pytest.skip(str(e))
-    yield cluster
-    cluster.stop()
+    # a short path: the munge socket's must stay under 108 characters
+    yield from started_or_skip(tmp_path_factory.mktemp("slurm"), timeout=20)
 
 
 def make_project(root: Path, claim: str) -> Path:
