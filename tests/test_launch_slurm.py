@@ -97,7 +97,7 @@ def _job_of(project: Path, run: str, timeout: float = 60,
         if started and ckpt:
             return started[-1]["job"].removeprefix("slurm-")
         time.sleep(0.2)
-    raise AssertionError(f"{run} never started")
+    raise AssertionError(f"{run} never started; the toy's events: {events(project / 'toy.log')}")
 
 
 Start = Callable[..., subprocess.Popen[str]]
@@ -172,17 +172,18 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_the_results_are_complete
 
 def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
         cluster: Cluster, start: Start, tmp_path: Path, local: list[tuple]) -> None:
-    """submitit's own path: a 1-minute limit, USR2 45 s before it (slurmctld looks every
-    30 s, so it comes 15 to 45 s in); the job is requeued and resumes from its checkpoint,
-    as often as its ~45 s of training need (each incarnation may be signalled again)."""
+    """submitit's own path: a 2-minute limit, USR2 75 s before it (slurmctld looks every
+    30 s, so it comes 45 to 75 s in: time for a job to start on a loaded 2-core machine); the
+    job is requeued and resumes from its checkpoint, as often as its ~80 s of training need
+    (each incarnation may be signalled again)."""
     project = make_project(tmp_path / "project")
     log = project / "toy.log"
-    controller = start(project, "-o", "ablation_slurm_time=1", "-o",
-                       "ablation_slurm_signal_delay=45", "-o", "ablation_slurm_requeues=10",
-                       TOY_STEPS="220", TOY_DELAY="0.2")
+    controller = start(project, "-o", "ablation_slurm_time=2", "-o",
+                       "ablation_slurm_signal_delay=75", "-o", "ablation_slurm_requeues=10",
+                       TOY_STEPS="400", TOY_DELAY="0.2")
     # under load a job may be signalled before its body starts: it is requeued, and held
     job = _job_of(project, SLOW, timeout=240, cluster=cluster)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 420
     while controller.poll() is None and time.monotonic() < deadline:
         _release_held(cluster)  # requeued by submitit: start it now (see _release)
         time.sleep(0.5)
@@ -194,7 +195,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
     assert {e["job"] for e in starts} == {f"slurm-{job}"}  # one job, requeued
     submitit_log = next((project / ".ablation" / "spool" / "submitit").glob(f"{job}_*log.err"))
     assert "Caught signal SIGUSR2" in submitit_log.read_text()
-    # every job of the array has the 1-minute limit: under load a fast run's job can be
+    # every job of the array has the 2-minute limit: under load a fast run's job can be
     # signalled after its body ended and before its result was published; requeued, it
     # computes again. Computing under preemption is at least once; storing is exactly once.
     assert set(computed(log)) == set(RUNS)
