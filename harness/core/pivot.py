@@ -15,6 +15,7 @@ else each metric group's first.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -133,3 +134,35 @@ def pivot_metrics(paths: Sequence[str], declared: Sequence[str] | None = None,
         if found:
             picked.append(found[0])
     return picked
+
+
+@dataclass(frozen=True)
+class TierPivot:
+    """A tier's runs lined up for pivoting: how the settings are arranged, the metrics shown,
+    the variants, and the done runs of each (setting, variant)."""
+
+    arrangement: Grid | list[Line]
+    metrics: list[str]
+    variants: list[str]
+    done: Mapping[tuple[tuple[tuple[str, str], ...], str], list[Any]]
+
+    def values(self, knobs: Knobs, variant: str, metric: str) -> list[Any]:
+        """The metric of each done run of `variant` at the setting `knobs` (None if missing)."""
+        return [r.metrics.get(metric) for r in self.done.get((setting_key(knobs), variant), [])]
+
+
+def tier_pivot(runs: Sequence[Any], declared: Sequence[str] | None = None,
+               groups: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+               ) -> TierPivot | None:
+    """The pivot of one tier's run records (in run order), for the tables and the figures
+    alike; None when the settings form neither a grid nor lines, or no run is done."""
+    arrangement = arrange([tuple(r.knobs.items()) for r in runs])
+    done = [r for r in runs if r.status == "done"]
+    if arrangement is None or not done:
+        return None
+    found: dict[tuple[tuple[tuple[str, str], ...], str], list[Any]] = defaultdict(list)
+    for r in done:
+        found[setting_key(tuple(r.knobs.items())), r.variant].append(r)
+    paths = list(dict.fromkeys(path for r in done for path in r.metrics))
+    return TierPivot(arrangement, pivot_metrics(paths, declared, groups),
+                     list(dict.fromkeys(r.variant for r in runs)), found)

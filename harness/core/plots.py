@@ -23,13 +23,12 @@ from typing import Any
 
 from harness.core import figures, paths
 from harness.core.metrics import lower_is_better
-from harness.core.pivot import Grid, arrange, pivot_metrics, setting_key
+from harness.core.pivot import Grid, tier_pivot
 from harness.core.runlogs import RunLogs
 from harness.core.study import Knobs, format_value, setting_id
-from harness.core.tables import KNOB_CLAIMS, Section
+from harness.core.tables import CLAIM_SIDES, KNOB_CLAIMS, Section
 
 MAX_LOGGED = 4  # learning curves for at most this many logged series per setting
-_SIDES = re.compile(r"^\s*(?P<a>.*?)\s*(?P<op>>=|<=|==|>|<)\s*(?P<b>.*?)\s*$")
 _MARGIN = re.compile(r"\(margin (?P<margin>[-+0-9.eE]+)\)")
 _SINGULAR = re.compile(r"^(?P<name>.+)/sv(?P<index>\d+)$")
 
@@ -78,7 +77,7 @@ def section_plots(store: Any, session: str, sections: Sequence[Section],
 def claim_sides(verdict: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """(a, op, b) of a paired claim's verdict row, from its claim in words."""
     text = (verdict.get("detail") or {}).get("claim") or verdict["hypothesis"].split("[")[0]
-    match = _SIDES.match(text)
+    match = CLAIM_SIDES.match(text)
     return (match["a"], match["op"], match["b"]) if match else None
 
 
@@ -228,20 +227,13 @@ def _screes(runs: Sequence[Any], title: str) -> list[Plot]:
 
 def _across_plots(section: Section, runs: Sequence[Any],
                   options: Mapping[str, Any]) -> list[Plot]:
-    done = [r for r in runs if r.status == "done"]
-    arrangement = arrange([tuple(r.knobs.items()) for r in runs])
-    if arrangement is None or not done:
+    pivot = tier_pivot(runs, options.get("pivot"), options.get("tables"))
+    if pivot is None:
         return []
-    paths = list(dict.fromkeys(path for r in done for path in r.metrics))
-    metrics = pivot_metrics(paths, options.get("pivot"), options.get("tables"))
-    variants = list(dict.fromkeys(r.variant for r in runs))
-    found: dict[tuple[Any, str], list[Any]] = defaultdict(list)
-    for r in done:
-        found[setting_key(tuple(r.knobs.items())), r.variant].append(r)
     left_out = _left_out(runs)
 
     def samples(knobs: Knobs, variant: str, metric: str, notes: list[str]) -> list[float]:
-        values = [r.metrics.get(metric) for r in found.get((setting_key(knobs), variant), [])]
+        values = pivot.values(knobs, variant, metric)
         bad = sum(1 for v in values if v is not None and not _finite(v))
         if bad:
             notes.append(f"{variant} at {setting_id('', knobs).lstrip('-')}: {bad} non-finite "
@@ -250,10 +242,10 @@ def _across_plots(section: Section, runs: Sequence[Any],
 
     minimize = tuple(options.get("minimize", ()))
     plots = []
-    if isinstance(arrangement, Grid):
-        grid = arrangement
-        for metric in metrics:
-            for variant in variants:
+    if isinstance(pivot.arrangement, Grid):
+        grid = pivot.arrangement
+        for metric in pivot.metrics:
+            for variant in pivot.variants:
                 notes = list(left_out)
                 means = [[_mean(samples(grid.settings[i, j], variant, metric, notes))
                           for j in range(len(grid.col_values))]
@@ -267,13 +259,13 @@ def _across_plots(section: Section, runs: Sequence[Any],
                         [format_value(v) for v in grid.col_values], means, metric,
                         lower_is_better(metric, minimize), f"{metric} · {variant}"), notes))
         return plots
-    for line in arrangement:
+    for line in pivot.arrangement:
         fixed = ", ".join(f"{k}={format_value(v)}" for k, v in line.fixed)
-        for metric in metrics:
+        for metric in pivot.metrics:
             notes = list(left_out)
             curves = [figures.Curve(variant, [samples(knobs, variant, metric, notes)
                                               for knobs in line.settings])
-                      for variant in variants]
+                      for variant in pivot.variants]
             if all(len(s) < 2 for curve in curves for s in curve.samples):
                 notes.append("a single seed per value: no CI band")
             plots.append(Plot(f"sweep-{line.knob}-{metric}", f"{metric} across {line.knob}",

@@ -36,7 +36,7 @@ from tabulate import tabulate
 
 from harness.core.initstate import init_mismatches
 from harness.core.metrics import lower_is_better, split_path
-from harness.core.pivot import Grid, Line, arrange, pivot_metrics, setting_key
+from harness.core.pivot import Grid, Line, tier_pivot
 from harness.core.study import Knobs, format_value, setting_id
 
 NON_FINITE = ("nan", "inf", "-inf")
@@ -525,28 +525,21 @@ def across_section(study: str, tier: str, runs: Sequence[Any], claims: Sequence[
                    options: Mapping[str, Any]) -> Section | None:
     """The tier's pivot tables (when its settings form a grid or one-at-a-time lines) and its
     knob claims; None when it has neither."""
-    arrangement = arrange([_knobs(r) for r in runs])
-    done = [r for r in runs if r.status == "done"]
+    pivot = tier_pivot(runs, options.get("pivot"), options.get("tables"))
+    arrangement = pivot.arrangement if pivot else None
     tables: list[Table] = []
-    if arrangement is not None and done:
-        paths = list(dict.fromkeys(path for r in done for path in r.metrics))
-        metrics = pivot_metrics(paths, options.get("pivot"), options.get("tables"))
-        variants = list(dict.fromkeys(r.variant for r in runs))
-        found: dict[tuple[Any, str], list[Any]] = defaultdict(list)
-        for r in done:
-            found[setting_key(_knobs(r)), r.variant].append(r)
+    if pivot is not None:
 
         def cell(knobs: Knobs, variant: str, metric: str) -> Cell | None:
-            return _cell([r.metrics.get(metric) for r in found.get((setting_key(knobs),
-                                                                    variant), [])])
+            return _cell(pivot.values(knobs, variant, metric))
 
         minimize = tuple(options.get("minimize", ()))
-        if isinstance(arrangement, Grid):
-            tables = [t for metric in metrics for variant in variants
-                      if (t := _grid_table(arrangement, variant, metric, cell, minimize))]
+        if isinstance(pivot.arrangement, Grid):
+            tables = [t for metric in pivot.metrics for variant in pivot.variants
+                      if (t := _grid_table(pivot.arrangement, variant, metric, cell, minimize))]
         else:
-            tables = [_line_table(line, variants, metric, cell, minimize)
-                      for line in arrangement for metric in metrics]
+            tables = [_line_table(line, pivot.variants, metric, cell, minimize)
+                      for line in pivot.arrangement for metric in pivot.metrics]
     if not tables and not claims:
         return None
     if isinstance(arrangement, Grid) and tables:
@@ -676,14 +669,15 @@ def _knob_result(v: Mapping[str, Any]) -> str:
     return f"diff {_fmt(v['diff'])}{ci}"
 
 
-_SIDES = re.compile(r"^(?P<a>.*?)\s*(?:>=|<=|==|>|<)\s*(?P<b>.*)$")
+# `a op b` of a claim in words (`combined >= ctc_only`, `temperature=0.5 > temperature=1.2`)
+CLAIM_SIDES = re.compile(r"^\s*(?P<a>.*?)\s*(?P<op>>=|<=|==|>|<)\s*(?P<b>.*?)\s*$")
 
 
 def _level_means(v: Mapping[str, Any]) -> str:
     """"0.7: 0.812 · 1.2: 0.790": the mean over seeds of each level (of the two compared)."""
     detail = v.get("detail") or {}
     levels, means = detail.get("levels") or [], detail.get("means") or []
-    if v.get("kind") == "compare" and (sides := _SIDES.match(detail.get("claim") or "")):
+    if v.get("kind") == "compare" and (sides := CLAIM_SIDES.match(detail.get("claim") or "")):
         prefix = f"{detail.get('knob')}="
         levels = [side.removeprefix(prefix) for side in sides.group("a", "b")]
         means = [v.get("mean_a"), v.get("mean_b")]
